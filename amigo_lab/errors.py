@@ -1,0 +1,24 @@
+"""The root of every error amigo_lab raises.
+
+Every error class in the lab derives from :class:`AmigoError`, so one ``except AmigoError`` catches them
+all. The tree (each subclass lives next to the code that raises it)::
+
+    AmigoError
+    ├── ProtocolError                 amigo_lab.protocol  (a frame or state-machine rule was broken)
+    │   ├── FrameError                  a text is not a valid frame; names the field and what was wrong
+    │   ├── LocalProtocolError          we tried to send a frame the conversation state forbids
+    │   └── RemoteProtocolError         the peer sent a frame the conversation state forbids
+    ├── AudioError                    amigo_lab.audio     (bad audio input: file, format, length)
+    ├── SpeechError                   amigo_lab.speech    (speech engines could not run)
+    ├── SessionError                  amigo_lab.session   (connecting or talking failed)
+    │   ├── ConnectionClosedError       the socket closed; carries close code, reason and a hint
+    │   └── TurnError                   the server answered a turn with ``server.error``
+    └── FrameLogError                 amigo_lab.framelog  (a recorded session cannot be written or read)
+
+Errors from libraries (websockets, soundfile, ...) are translated at the boundary with ``raise ... from exc``
+so the original stays attached as ``__cause__``.
+"""
+
+
+class AmigoError(Exception):
+    """Base class of every amigo_lab error; catch it to catch them all."""

@@ -1,0 +1,66 @@
+"""The Amigo real-time voice protocol, sans-I/O: frames, parse/serialize, close codes, the state machine.
+
+Standard library only; no sockets, clocks or randomness. Both the session (client) and the emulator
+(server) speak through this package and nothing else, so it is the one place where the contract
+(protocol.md) lives in code. Start with :func:`parse` / :func:`serialize` and :class:`Conversation`.
+"""
+
+from amigo_lab.protocol import constants
+from amigo_lab.protocol.codes import RECONNECT_CODES, CloseCode, describe_close
+from amigo_lab.protocol.conversation import CONVERSATION_COMPLETED, TRANSITIONS, Conversation, Role, State, event_of
+from amigo_lab.protocol.endpoint import (
+    REDACTED,
+    ConnectParams,
+    QueryError,
+    auth_subprotocol,
+    build_url,
+    parse_path,
+    parse_query,
+    redact,
+    region_host,
+    token_from_subprotocols,
+)
+from amigo_lab.protocol.errors import FrameError, LocalProtocolError, ProtocolError, RemoteProtocolError
+from amigo_lab.protocol.frames import (
+    CLIENT_FRAME_TYPES,
+    FRAME_TYPES,
+    SERVER_FRAME_TYPES,
+    CloseConnection,
+    ContinueConversation,
+    ConversationContinued,
+    ConversationCreated,
+    CurrentAgentAction,
+    ExtendTimeout,
+    FinishConversation,
+    Frame,
+    InteractionComplete,
+    NewAudioMessage,
+    NewMessage,
+    NewTextMessage,
+    ServerError,
+    StartConversation,
+    SwitchVadMode,
+    UnknownFrame,
+    UserMessageAvailable,
+    VadModeSwitched,
+    VadSpeechEnded,
+    VadSpeechResetZero,
+    VadSpeechStarted,
+    from_dict,
+    parse,
+    serialize,
+)
+
+__all__ = [
+    "CLIENT_FRAME_TYPES", "CONVERSATION_COMPLETED", "FRAME_TYPES", "RECONNECT_CODES", "REDACTED",
+    "SERVER_FRAME_TYPES", "TRANSITIONS",
+    "CloseCode", "CloseConnection", "ConnectParams", "ContinueConversation", "Conversation",
+    "ConversationContinued", "ConversationCreated", "CurrentAgentAction", "ExtendTimeout",
+    "FinishConversation", "Frame", "FrameError", "InteractionComplete", "LocalProtocolError",
+    "NewAudioMessage", "NewMessage", "NewTextMessage", "ProtocolError", "QueryError",
+    "RemoteProtocolError", "Role", "ServerError", "StartConversation", "State", "SwitchVadMode",
+    "UnknownFrame", "UserMessageAvailable", "VadModeSwitched", "VadSpeechEnded", "VadSpeechResetZero",
+    "VadSpeechStarted",
+    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "from_dict", "parse",
+    "parse_path", "parse_query", "redact", "region_host", "serialize", "token_from_subprotocols",
+]

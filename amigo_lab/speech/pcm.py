@@ -1,0 +1,27 @@
+"""The wire format every speech engine speaks: PCM16 little-endian mono at 16 000 Hz, as ``bytes``."""
+
+from amigo_lab.speech.errors import SpeechError
+
+SAMPLE_RATE = 16_000
+"""Samples per second of all audio passed into and out of :mod:`amigo_lab.speech`."""
+
+SAMPLE_WIDTH = 2
+"""Bytes per sample (signed 16-bit little-endian)."""
+
+BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH // 1000
+"""Bytes of PCM per millisecond of audio (32)."""
+
+
+def duration_ms(pcm: bytes) -> float:
+    """Return how many milliseconds of audio ``pcm`` holds."""
+    return len(pcm) / BYTES_PER_MS
+
+
+def require_pcm16(pcm: bytes) -> bytes:
+    """Return ``pcm`` as ``bytes`` after checking it holds whole 16-bit samples; raise :class:`SpeechError` if not."""
+    if not isinstance(pcm, (bytes, bytearray, memoryview)):
+        raise SpeechError(f"audio must be PCM16 bytes, got {type(pcm).__name__}")
+    data = bytes(pcm)
+    if len(data) % SAMPLE_WIDTH:
+        raise SpeechError(f"PCM16 audio must have an even number of bytes, got {len(data)}")
+    return data

@@ -1,0 +1,68 @@
+"""URLs, query validation, the auth subprotocol, redaction and close codes."""
+
+import pytest
+
+from amigo_lab import protocol as p
+
+
+def test_build_url_for_each_region_and_for_the_emulator():
+    params = p.ConnectParams(response_format="voice", audio_format="pcm", current_agent_action_type=".*")
+    assert p.build_url(organization="acme", params=params).startswith(
+        "wss://api.amigo.ai/v1/acme/conversation/converse_realtime?response_format=voice&audio_format=pcm")
+    assert "api-eu-central-1.amigo.ai" in p.build_url(organization="acme", params=params, region="eu")
+    local = p.build_url(organization="demo-org", params=params, host="127.0.0.1:8765", secure=False)
+    assert local.startswith("ws://127.0.0.1:8765/v1/demo-org/")
+    with pytest.raises(ValueError, match="unknown region"):
+        p.build_url(organization="acme", params=params, region="mars")
+
+
+@pytest.mark.parametrize("query, message", [
+    ("", "response_format is required"),
+    ("response_format=voice", "audio_format is required"),
+    ("response_format=video", "response_format must be one of"),
+    ("response_format=voice&audio_format=wav", "audio_format must be one of"),
+    ("response_format=text&current_agent_action_type=(", "not a regular expression"),
+    ("response_format=text&response_format=voice", "given 2 times"),
+])
+def test_bad_queries_close_with_4400(query, message):
+    with pytest.raises(p.QueryError, match=message) as info:
+        p.parse_query(query)
+    assert info.value.close_code == 4400
+
+
+def test_query_round_trip_and_action_filter():
+    params = p.parse_query("response_format=voice&audio_format=mp3&current_agent_action_type=tool-call-.*")
+    assert p.parse_query(params.to_query()) == params
+    assert params.admits_action("tool-call-started") and not params.admits_action("action-too-long")
+    assert not p.parse_query("response_format=text").admits_action("tool-call-started")
+
+
+def test_path_parsing():
+    assert p.parse_path("/v1/demo-org/conversation/converse_realtime?x=1") == "demo-org"
+    assert p.parse_path("/v1//conversation/converse_realtime") is None
+    assert p.parse_path("/v2/demo-org/conversation/converse_realtime") is None
+
+
+def test_subprotocol_carries_and_finds_the_token():
+    sub = p.auth_subprotocol("eyJhbGciOi.abc.def")
+    assert sub == "bearer.authorization.amigo.ai.eyJhbGciOi.abc.def"
+    assert p.token_from_subprotocols(["chat", sub]) == (sub, "eyJhbGciOi.abc.def")
+    assert p.token_from_subprotocols(["chat"]) == (None, None)
+    with pytest.raises(ValueError):
+        p.auth_subprotocol("has space")
+
+
+def test_redact_removes_every_shape_of_token():
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nature_1"
+    text = f"offer bearer.authorization.amigo.ai.{token}; header Bearer {token}; raw {token}; custom s3cret"
+    out = p.redact(text, "s3cret")
+    assert token not in out and "s3cret" not in out and out.count(p.REDACTED) == 4
+
+
+def test_close_codes_carry_meaning_and_hint():
+    assert p.CloseCode(4401).hint == "get a new token"
+    assert p.CloseCode.GOING_AWAY.reconnect and p.CloseCode.ABNORMAL.reconnect
+    assert not p.CloseCode.UNAUTHORIZED.reconnect
+    assert "4404 not found: organization not found" in p.describe_close(4404, "organization not found")
+    assert "not a code of the protocol" in p.describe_close(4999)
+    assert all(c.hint and c.meaning for c in p.CloseCode)
