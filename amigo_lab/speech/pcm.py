@@ -17,11 +17,16 @@ def duration_ms(pcm: bytes) -> float:
     return len(pcm) / BYTES_PER_MS
 
 
-def require_pcm16(pcm: bytes) -> bytes:
-    """Return ``pcm`` as ``bytes`` after checking it holds whole 16-bit samples; raise :class:`SpeechError` if not."""
+def as_bytes(pcm: bytes) -> bytes:
+    """Return a chunk of a PCM16 stream as ``bytes`` (any length: a chunk may split a sample)."""
     if not isinstance(pcm, (bytes, bytearray, memoryview)):
         raise SpeechError(f"audio must be PCM16 bytes, got {type(pcm).__name__}")
-    data = bytes(pcm)
+    return bytes(pcm)
+
+
+def require_pcm16(pcm: bytes) -> bytes:
+    """Return ``pcm`` as ``bytes`` after checking it holds whole 16-bit samples; raise :class:`SpeechError` if not."""
+    data = as_bytes(pcm)
     if len(data) % SAMPLE_WIDTH:
         raise SpeechError(f"PCM16 audio must have an even number of bytes, got {len(data)}")
     return data

@@ -192,6 +192,9 @@ class Synthesizer:
 
     Construction is free; the engine loads on the first :meth:`synthesize` call (about 10 ms). All
     instances share one process-wide engine and lock, so it is fine to create one per caller.
+
+    Repeated calls with the same text are not bit-identical: eSpeak's waveform generator keeps some
+    state between utterances, so lengths vary by a few samples. Keep the :class:`Speech` if exact audio matters.
     """
 
     @property

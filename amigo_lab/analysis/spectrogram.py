@@ -1,0 +1,185 @@
+"""Mel spectrograms of the user and agent tracks, and an audio-derived cross-check of latency.
+
+:func:`spectrogram` computes one (librosa), :func:`spectrogram_figure` stacks the user and agent tracks of a
+session on its time axis with VAD and turn events overlaid, and :func:`silence_gap_latency` measures, from
+the audio alone, the silence between the user's speech and the agent's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from amigo_lab.analysis._audio import check_sr, float_audio
+from amigo_lab.analysis._frames import check_frames
+from amigo_lab.analysis.errors import AnalysisError
+from amigo_lab.analysis.turns import turns
+from amigo_lab.analysis.vad import vad_segments
+
+__all__ = ["silence_gap_latency", "spectrogram", "spectrogram_figure"]
+
+# Spectrogram values below this (dB re full scale) are floor; an all-silent track shows as this.
+_FLOOR_DB = -100.0
+_DISPLAY_RANGE_DB = 80.0
+
+
+def spectrogram(audio: np.ndarray, *, sr: int, t0: float = 0.0, n_mels: int = 64, hop_ms: float = 10.0,
+                n_fft: int | None = None, fmin: float = 0.0,
+                fmax: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mel power spectrogram of ``audio`` in dB: ``(S_db, times, mel_freqs)``.
+
+    ``S_db`` has shape ``(n_mels, n_frames)``, in dB relative to a full-scale power of 1 (floored at
+    -100 dB). ``times`` (seconds) are frame centres shifted by ``t0``, the time of sample 0 (0 for
+    ``session.audio_track(...)``, which starts at the log's ``t = 0``). ``mel_freqs`` (Hz) are the centre
+    frequencies of the mel bands. ``hop_ms`` sets the frame step; ``n_fft`` defaults to the power of two at
+    or above 25 ms of samples. Next: :func:`spectrogram_figure`.
+    """
+    import librosa
+
+    samples = float_audio(audio, sr=sr)
+    if n_mels < 1 or hop_ms <= 0:
+        raise AnalysisError(f"n_mels must be >= 1 and hop_ms > 0, got n_mels={n_mels}, hop_ms={hop_ms}")
+    hop = max(1, int(round(sr * hop_ms / 1000.0)))
+    n_fft = n_fft or int(2 ** math.ceil(math.log2(max(sr * 0.025, 2))))
+    fmax = sr / 2.0 if fmax is None else fmax
+    mel_freqs = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
+    if len(samples) == 0:
+        return np.zeros((n_mels, 0), dtype=np.float32), np.zeros(0), mel_freqs
+    power = librosa.feature.melspectrogram(y=samples, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+                                           fmin=fmin, fmax=fmax, power=2.0)
+    s_db = librosa.power_to_db(power, ref=1.0, amin=10 ** (_FLOOR_DB / 10), top_db=None)
+    times = t0 + librosa.frames_to_time(np.arange(s_db.shape[1]), sr=sr, hop_length=hop)
+    return s_db.astype(np.float32), times, mel_freqs
+
+
+def _tracks(source: Any, agent_audio: np.ndarray | None, *, sr: int,
+            frames: pd.DataFrame | None) -> tuple[np.ndarray | None, np.ndarray | None, pd.DataFrame | None]:
+    if hasattr(source, "audio_track") and hasattr(source, "frames"):  # a RecordedSession
+        return (source.audio_track("sent", sr=sr), source.audio_track("received", sr=sr),
+                source.frames if frames is None else frames)
+    if source is None and agent_audio is None:
+        raise AnalysisError("give audio: spectrogram_figure(session, sr=16000) or "
+                            "spectrogram_figure(user_audio, agent_audio, sr=16000)")
+    return source, agent_audio, frames
+
+
+def _pool_columns(s_db: np.ndarray, times: np.ndarray, max_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average neighbouring frames so a long session stays a light figure."""
+    factor = int(math.ceil(s_db.shape[1] / max_columns)) if max_columns else 1
+    if factor <= 1:
+        return s_db, times
+    n = s_db.shape[1] // factor * factor
+    pooled = s_db[:, :n].reshape(s_db.shape[0], -1, factor).mean(axis=2)
+    return pooled, times[:n].reshape(-1, factor).mean(axis=1)
+
+
+def spectrogram_figure(source: Any, agent_audio: np.ndarray | None = None, *, sr: int,
+                       frames: pd.DataFrame | None = None, n_mels: int = 64, hop_ms: float = 10.0,
+                       max_columns: int = 3000, title: str = "Spectrograms") -> go.Figure:
+    """User (top) and agent (bottom) mel spectrograms on the session's time axis (s, log clock).
+
+    ``source`` is a RecordedSession (its ``audio_track("sent"/"received", sr=sr)`` and frames are used), or
+    the user's audio with ``agent_audio`` next to it, both starting at the log's ``t = 0``. With ``frames``
+    (or a session) the server VAD's user speech is shaded on the user track, and each turn's end of user
+    turn (blue), first agent audio (orange) and barge-in (red) are drawn as vertical lines. Long sessions
+    are averaged down to ``max_columns`` time columns. Returns the figure.
+    """
+    check_sr(sr)
+    user, agent, frames = _tracks(source, agent_audio, sr=sr, frames=frames)
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                           subplot_titles=("user (sent)", "agent (received)"))
+    peak = _FLOOR_DB
+    for row, track in ((1, user), (2, agent)):
+        if track is None or len(track) == 0:
+            figure.add_annotation(text="no audio", showarrow=False, xref="x domain", yref="y domain",
+                                  x=0.5, y=0.5, row=row, col=1)
+            continue
+        s_db, times, mel_freqs = spectrogram(track, sr=sr, n_mels=n_mels, hop_ms=hop_ms)
+        s_db, times = _pool_columns(s_db, times, max_columns)
+        peak = max(peak, float(s_db.max()))
+        figure.add_trace(go.Heatmap(z=s_db, x=times, y=mel_freqs, coloraxis="coloraxis",
+                                    hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z:.0f} dB<extra></extra>"),
+                         row=row, col=1)
+    figure.update_layout(coloraxis={"colorscale": "Viridis", "cmax": peak,
+                                    "cmin": max(_FLOOR_DB, peak - _DISPLAY_RANGE_DB),
+                                    "colorbar": {"title": "dB"}},
+                         title=title, height=560, margin={"l": 60, "r": 20, "t": 60, "b": 40})
+    figure.update_yaxes(title_text="Hz (mel)")
+    figure.update_xaxes(title_text="time (s, log clock)", row=2, col=1)
+    if frames is not None:
+        _overlay(figure, check_frames(frames))
+    return figure
+
+
+def _overlay(figure: go.Figure, frames: pd.DataFrame) -> None:
+    segments = vad_segments(frames)
+    for row in segments[segments["source"] == "server-vad"].itertuples(index=False):
+        figure.add_vrect(x0=row.start_t, x1=row.end_t, row=1, col=1, line_width=0, opacity=0.2,
+                         fillcolor="#1f77b4" if row.kind == "speech" else "#aec7e8")
+    table = turns(frames)
+    for column, colour in (("user_end_t", "#1f77b4"), ("first_audio_t", "#ff7f0e"), ("barge_in_t", "#d62728")):
+        for t in table[column].dropna().to_numpy(float):
+            figure.add_vline(x=t, row="all", col=1, line={"color": colour, "width": 1, "dash": "dash"})
+
+
+def _active_frames(audio: np.ndarray, *, sr: int, frame_ms: float, threshold_db: float) -> tuple[np.ndarray, float]:
+    """Which non-overlapping frames of ``frame_ms`` have an RMS level above ``threshold_db`` (dBFS)."""
+    hop = max(1, int(round(sr * frame_ms / 1000.0)))
+    n = len(audio) // hop
+    if n == 0:
+        return np.zeros(0, dtype=bool), hop / sr
+    blocks = audio[: n * hop].astype(np.float64).reshape(n, hop)
+    rms = np.sqrt(np.mean(blocks ** 2, axis=1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-12)) > threshold_db, hop / sr
+
+
+def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: int, frames: pd.DataFrame,
+                        threshold_db: float = -40.0, frame_ms: float = 10.0, t0: float = 0.0) -> pd.DataFrame:
+    """Per spoken turn, the silence between the end of the user's speech and the start of the agent's.
+
+    A cross-check of the frame log from the audio alone. Both tracks start at log time ``t0`` (0 for
+    ``session.audio_track(...)``). The audio is cut into ``frame_ms`` frames; a frame is *active* when its
+    RMS level exceeds ``threshold_db`` dBFS. For each turn whose user spoke (``user_kind`` ``audio`` or
+    ``voice``): ``agent_energy_start_t`` is the first agent onset (an active frame after an inactive one)
+    at or after the frame log's ``user_end_t`` and before the next turn starts; ``user_energy_end_t`` is
+    the end of the last active user frame between the turn's start and that onset;
+    ``silence_gap_ms`` = ``agent_energy_start_t - user_energy_end_t``. Shown next to the frame log's
+    ``latency_first_audio_ms`` (which counts from ``user_end_t``) and the difference between the two.
+    Times in s on the log clock; resolution ``frame_ms``.
+    """
+    check_sr(sr)
+    user = float_audio(user_audio, sr=sr)
+    agent = float_audio(agent_audio, sr=sr)
+    user_active, step = _active_frames(user, sr=sr, frame_ms=frame_ms, threshold_db=threshold_db)
+    agent_active, _ = _active_frames(agent, sr=sr, frame_ms=frame_ms, threshold_db=threshold_db)
+    onsets = np.flatnonzero(agent_active & ~np.concatenate([[False], agent_active[:-1]]))
+    onset_times = t0 + onsets * step
+    table = turns(frames)
+    starts = table["user_start_t"].to_numpy(float)
+    out = []
+    for i, row in enumerate(table.itertuples(index=False)):
+        if row.user_kind not in ("audio", "voice") or math.isnan(row.user_end_t):
+            continue
+        later_starts = starts[i + 1:][~np.isnan(starts[i + 1:])]
+        until = later_starts.min() if len(later_starts) else math.inf
+        candidates = onset_times[(onset_times >= row.user_end_t - 1e-9) & (onset_times < until)]
+        agent_start = float(candidates[0]) if len(candidates) else math.nan
+        user_end = math.nan
+        if not math.isnan(agent_start):
+            begin = row.user_start_t if not math.isnan(row.user_start_t) else -math.inf
+            frame_starts = t0 + np.flatnonzero(user_active) * step
+            mine = frame_starts[(frame_starts >= begin - step) & (frame_starts < agent_start)]
+            user_end = float(mine[-1] + step) if len(mine) else math.nan
+        gap = (agent_start - user_end) * 1000.0
+        out.append({"turn": row.turn, "user_end_t": row.user_end_t, "user_energy_end_t": user_end,
+                    "agent_energy_start_t": agent_start, "silence_gap_ms": round(gap, 3),
+                    "latency_first_audio_ms": row.latency_first_audio_ms,
+                    "difference_ms": round(gap - row.latency_first_audio_ms, 3)})
+    columns = ["turn", "user_end_t", "user_energy_end_t", "agent_energy_start_t", "silence_gap_ms",
+               "latency_first_audio_ms", "difference_ms"]
+    return pd.DataFrame(out, columns=columns).astype({"turn": "int64", **dict.fromkeys(columns[1:], "float64")})

@@ -1,0 +1,515 @@
+"""One client connection: the conversation as the server speaks it (protocol.md §2-§6).
+
+:class:`Connection` drives a server-side :class:`~amigo_lab.protocol.Conversation` over one socket with
+three tasks:
+
+* the **reader** (:meth:`Connection.run`) takes every frame in order, checks it against the state machine
+  and the frame-rate limit, answers recoverable mistakes with ``server.error`` 400, feeds user audio to
+  :class:`~amigo_lab.emulator.voice.VoiceInput` (VAD events, barge-in), and queues user turns;
+* the **interaction worker** runs one interaction at a time from that queue: user message, agent actions,
+  message pieces (paced in real time for voice), ``interaction-complete``; external events wait in a buffer
+  and ride along with the next interaction, or start one themselves when no user input is pending;
+* the **idle watchdog** closes with 4408 when the user has been silent for the idle window.
+
+Fatal problems raise :class:`~amigo_lab.emulator.errors.Refusal` and close with its code; any other
+exception is logged and closes this connection alone with 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from websockets.exceptions import ConnectionClosed
+
+from amigo_lab.audio import AudioError
+from amigo_lab.emulator.agent import AgentReply, AgentTurn, as_reply, filler_text
+from amigo_lab.emulator.errors import Refusal
+from amigo_lab.emulator.matching import detect_language
+from amigo_lab.emulator.rendering import text_pieces
+from amigo_lab.emulator.store import ConversationRecord, FrameRateLimiter, new_id
+from amigo_lab.emulator.voice import Utterance, VoiceEvent, VoiceInput
+from amigo_lab.protocol import (
+    CloseCode,
+    CloseConnection,
+    ConnectParams,
+    ContinueConversation,
+    Conversation,
+    ConversationContinued,
+    ConversationCreated,
+    CurrentAgentAction,
+    ExtendTimeout,
+    FinishConversation,
+    Frame,
+    FrameError,
+    InteractionComplete,
+    NewAudioMessage,
+    NewMessage,
+    NewTextMessage,
+    RemoteProtocolError,
+    Role,
+    ServerError,
+    StartConversation,
+    State,
+    SwitchVadMode,
+    UserMessageAvailable,
+    VadModeSwitched,
+    VadSpeechEnded,
+    VadSpeechResetZero,
+    VadSpeechStarted,
+    constants,
+    parse,
+)
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from amigo_lab.emulator.runtime import Runtime
+    from amigo_lab.emulator.services import Service
+
+logger = logging.getLogger("amigo_lab.emulator")
+
+#: Close reasons are limited to 123 bytes by RFC 6455.
+MAX_REASON_BYTES = 123
+
+
+def short_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame can carry (123 UTF-8 bytes)."""
+    data = reason.encode("utf-8")
+    if len(data) <= MAX_REASON_BYTES:
+        return reason
+    return data[: MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+# --- what waits in the interaction queue ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Greeting:
+    """The agent's first turn of a new conversation."""
+
+
+@dataclass(frozen=True)
+class _TextTurn:
+    text: str
+
+
+@dataclass(frozen=True)
+class _SpeechTurn:
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class _EventTurn:
+    """External events alone, with no user input pending."""
+
+
+_Turn = _Greeting | _TextTurn | _SpeechTurn | _EventTurn
+
+
+class _Closing(Exception):
+    """The connection is closing: the current work stops quietly."""
+
+
+class Connection:
+    """The server side of one socket. Build it for an admitted socket, then ``await run()``."""
+
+    def __init__(self, ws: "ServerConnection", runtime: "Runtime", *, user_id: str,
+                 params: ConnectParams) -> None:
+        self.ws = ws
+        self.runtime = runtime
+        self.user_id = user_id
+        self.params = params
+        self.conversation = Conversation(Role.SERVER)
+        self.record: ConversationRecord | None = None
+        self.service: "Service | None" = None
+        self.voice: VoiceInput | None = None
+        self._loop = asyncio.get_running_loop()
+        self._limits = runtime.limits
+        self._limiter = FrameRateLimiter(self._limits.frames_per_second)
+        self._send_lock = asyncio.Lock()
+        self._turns: deque[_Turn] = deque()
+        self._events: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._busy = False
+        self._last_activity = self._loop.time()
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
+        # Barge-in: set while a voice message streams and the user starts speaking.
+        self._barge_in = asyncio.Event()
+        self._streaming_voice = False
+        # Loop time at which the client will have played all agent audio sent so far.
+        self._play_until = 0.0
+        self._worker: asyncio.Task[None] | None = None
+
+    # --- the reader -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the socket until it closes. Never raises: faults close this connection with 1011."""
+        watchdog = asyncio.create_task(self._watch_idle())
+        try:
+            async for message in self.ws:
+                if self._closing:
+                    continue  # the close frame is on its way; later frames change nothing
+                await self._on_message(message)
+        except ConnectionClosed:
+            pass
+        except _Closing:
+            pass
+        except Refusal as refusal:
+            self._close(refusal.close_code, refusal.reason)
+        except Exception:
+            logger.exception("connection of user %s failed", self.user_id)
+            self._close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._closing = True
+            for task in (watchdog, self._worker):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (watchdog, self._worker) if t is not None), return_exceptions=True)
+            if self._closer is not None:
+                await asyncio.gather(self._closer, return_exceptions=True)
+            if self.voice is not None:
+                self.voice.close()
+            if self.record is not None:
+                self.runtime.store.release(self.record)
+            self.conversation.connection_closed(self.ws.close_code, self.ws.close_reason or "")
+
+    async def _on_message(self, message: str | bytes) -> None:
+        self.runtime.counters.frames_in += 1
+        if not self._limiter.allow():
+            raise Refusal(CloseCode.RATE_LIMITED,
+                          f"more than {self._limits.frames_per_second:g} frames a second; send fewer, larger chunks")
+        try:
+            frame = parse(message)
+        except FrameError as exc:
+            await self._send_error(400, str(exc))
+            return
+        if isinstance(frame, (StartConversation, ContinueConversation)) and self.conversation.state is not State.CONNECTED:
+            raise Refusal(CloseCode.BAD_REQUEST,
+                          f"{frame.type} sent twice: a connection initialises one conversation, once")
+        try:
+            self.conversation.receive_frame(frame)
+        except RemoteProtocolError as exc:
+            await self._send_error(400, str(exc))
+            return
+        await self._dispatch(frame)
+
+    async def _dispatch(self, frame: Frame) -> None:
+        if isinstance(frame, StartConversation):
+            await self._start(frame)
+        elif isinstance(frame, ContinueConversation):
+            await self._continue(frame)
+        elif isinstance(frame, NewTextMessage):
+            self._on_text(frame)
+        elif isinstance(frame, NewAudioMessage):
+            await self._on_audio(frame)
+        elif isinstance(frame, SwitchVadMode):
+            await self._switch_vad(frame.vad_mode_on)
+        elif isinstance(frame, ExtendTimeout):
+            self._touch()
+        elif isinstance(frame, FinishConversation):
+            if self.record is not None:
+                self.runtime.store.finish(self.record)
+            self._close(CloseCode.NORMAL, "conversation finished")
+        elif isinstance(frame, CloseConnection):
+            self._close(CloseCode.NORMAL, "connection closed by client; the conversation can be continued")
+
+    # --- initialising -------------------------------------------------------------------------------------------
+
+    async def _start(self, frame: StartConversation) -> None:
+        service = self.runtime.services.get(frame.service_id)
+        if service is None:
+            raise Refusal(CloseCode.NOT_FOUND, f"service {frame.service_id} not found")
+        if frame.service_version_set_name not in service.version_sets:
+            raise Refusal(CloseCode.NOT_FOUND, f"version set {frame.service_version_set_name!r} not found for "
+                                               f"service {service.id}; have {', '.join(service.version_sets)}")
+        record = self.runtime.store.start(self.user_id, service.id, frame.service_version_set_name,
+                                          service.default_language)
+        self._attach(record, service)
+        await self._send(ConversationCreated(conversation_id=record.id))
+        self._queue(_Greeting())
+
+    async def _continue(self, frame: ContinueConversation) -> None:
+        record = self.runtime.store.resume(self.user_id, frame.conversation_id)
+        service = self.runtime.services.get(record.service_id)
+        if service is None:  # the services directory changed under a running emulator
+            self.runtime.store.release(record)
+            raise Refusal(CloseCode.NOT_FOUND, f"service {record.service_id} of this conversation not found")
+        self._attach(record, service)
+        await self._send(ConversationContinued(conversation_id=record.id))
+
+    def _attach(self, record: ConversationRecord, service: "Service") -> None:
+        self.record, self.service = record, service
+        self.voice = VoiceInput(
+            audio_format=self.params.audio_format or "pcm",
+            recognizer=self.runtime.recognizer(service),
+            executor=self.runtime.executor,
+        )
+        self._worker = asyncio.create_task(self._work())
+
+    # --- user input -----------------------------------------------------------------------------------------------
+
+    def _on_text(self, frame: NewTextMessage) -> None:
+        if frame.message_type == constants.MESSAGE_TYPE_EXTERNAL_EVENT:
+            self._events.append((time.time(), frame.text))
+            self._wake.set()
+            return
+        self._touch()
+        self._queue(_TextTurn(frame.text))
+
+    async def _on_audio(self, frame: NewAudioMessage) -> None:
+        voice = self.voice
+        assert voice is not None  # the state machine admits audio only once initialised
+        data = frame.audio_bytes()
+        if data is None:
+            self._touch()
+            events = voice.end_of_audio()
+        else:
+            try:
+                pcm = voice.decode(data)
+            except AudioError as exc:
+                raise Refusal(CloseCode.UNSUPPORTED_AUDIO,
+                              short_reason(f"undecodable {voice.audio_format} audio: {exc}")) from exc
+            if not voice.vad_on:
+                self._touch()  # push-to-talk audio is the user talking; VAD decides that itself
+            events = voice.feed(pcm)
+        for event in events:
+            await self._on_voice_event(event)
+
+    async def _on_voice_event(self, event: VoiceEvent) -> None:
+        if event.kind == "speech-started":
+            self._touch()
+            if self._streaming_voice:
+                self._barge_in.set()
+                self.runtime.counters.barge_ins += 1
+            await self._send(VadSpeechStarted(audio_ms=event.audio_ms))
+        elif event.kind == "speech-ended":
+            self._touch()
+            await self._send(VadSpeechEnded(audio_ms=event.audio_ms))
+            assert event.utterance is not None
+            self._queue(_SpeechTurn(event.utterance))
+        elif event.kind == "speech-reset-zero":
+            await self._send(VadSpeechResetZero(audio_ms=event.audio_ms))
+            self._wake.set()  # events held back for this speech may go now
+        elif event.kind == "audio-ended":
+            assert event.utterance is not None
+            self._queue(_SpeechTurn(event.utterance))
+
+    async def _switch_vad(self, on: bool) -> None:
+        voice = self.voice
+        assert voice is not None
+        if on and voice.audio_format != "pcm":
+            raise Refusal(CloseCode.UNSUPPORTED_AUDIO,
+                          f"VAD needs audio_format=pcm, this connection has {voice.audio_format}; reconnect with pcm")
+        voice.set_vad(on)
+        await self._send(VadModeSwitched(vad_mode_on=on))
+        self._wake.set()
+
+    def _touch(self) -> None:
+        self._last_activity = self._loop.time()
+
+    def _queue(self, turn: _Turn) -> None:
+        self._turns.append(turn)
+        self._wake.set()
+
+    def _user_input_pending(self) -> bool:
+        return bool(self._turns) or (self.voice is not None and self.voice.pending)
+
+    # --- interactions ---------------------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """Run interactions one at a time until the connection closes."""
+        try:
+            while True:
+                turn = await self._next_turn()
+                await self._interact(turn)
+        except (ConnectionClosed, _Closing):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("interaction failed for user %s", self.user_id)
+            self._close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _next_turn(self) -> _Turn:
+        while True:
+            if self._turns:
+                return self._turns.popleft()
+            if self._events and not self._user_input_pending():
+                return _EventTurn()
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _interact(self, turn: _Turn) -> None:
+        record, service = self.record, self.service
+        assert record is not None and service is not None
+        self._busy = True
+        try:
+            interaction_id = new_id()
+            if isinstance(turn, _Greeting):
+                reply = AgentReply(text=service.say(service.greeting, record.language), language=record.language)
+                agent_turn = None
+            else:
+                agent_turn = await self._agent_turn(turn, record, service)
+                reply = await self._ask_agent(agent_turn)
+            interrupted = False
+            if reply.tool is not None and agent_turn is not None:
+                interrupted = await self._run_tool(reply, agent_turn)
+            answer_id = new_id()
+            sent, interrupted = ("", True) if interrupted else await self._speak(reply.text, reply.language, answer_id)
+            record.history.append(("agent", sent))
+            completed = reply.end_conversation and not interrupted
+            await self._send(InteractionComplete(message_id=answer_id, interaction_id=interaction_id,
+                                                 full_message=sent, conversation_completed=completed))
+            record.interactions += 1
+            self.runtime.counters.interactions += 1
+            if completed:
+                self.runtime.store.finish(record)
+                self._close(CloseCode.NORMAL, "conversation completed by the agent")
+                raise _Closing
+        finally:
+            self._busy = False
+            self._touch()  # the idle window starts when the agent has finished its turn
+
+    async def _agent_turn(self, turn: _Turn, record: ConversationRecord, service: "Service") -> AgentTurn:
+        """Say which user message this interaction answers, and build what the agent sees."""
+        language = record.language
+        if isinstance(turn, _SpeechTurn):
+            text = await turn.utterance.transcript()
+            language = "eng"  # the recognizer understands English only
+        elif isinstance(turn, _TextTurn):
+            text = turn.text
+            language = await self._loop.run_in_executor(
+                self.runtime.executor, lambda: detect_language(text, service, current=record.language))
+        else:
+            text = ""
+        events = tuple(self._events)
+        self._events.clear()
+        if not isinstance(turn, _EventTurn):
+            await self._send(UserMessageAvailable(message_id=new_id(), user_message=text))
+        agent_turn = AgentTurn(text=text, language=language, events=events, history=tuple(record.history),
+                               conversation_id=record.id, service=service)
+        record.language = language
+        record.history.extend(("event", event_text) for _, event_text in events)
+        if text:
+            record.history.append(("user", text))
+        return agent_turn
+
+    async def _ask_agent(self, turn: AgentTurn) -> AgentReply:
+        try:
+            result = await self._loop.run_in_executor(self.runtime.executor, self.runtime.agent, turn)
+            return as_reply(result, turn)
+        except Exception as exc:
+            logger.exception("the agent failed on %r", turn.text)
+            await self._send_error(500, short_reason(f"the agent failed: {exc!r}"))
+            self._close(CloseCode.INTERNAL_ERROR, "the agent failed")
+            raise _Closing from exc
+
+    async def _run_tool(self, reply: AgentReply, turn: AgentTurn) -> bool:
+        """Run the reply's tool; say a filler under its own message id if it is slow. True if barged in."""
+        tool = reply.tool
+        assert tool is not None
+        await self._action({"type": constants.ACTION_TOOL_CALL_STARTED, "tool_name": tool.name})
+        started = self._loop.time()
+        running = asyncio.create_task(asyncio.sleep(tool.seconds))
+        try:
+            if tool.seconds > self._limits.slow_tool_s:
+                done, _ = await asyncio.wait({running}, timeout=self._limits.filler_after_s)
+                if not done:
+                    filler = filler_text(reply, turn)
+                    await self._action({"type": constants.ACTION_TOO_LONG, "tool_name": tool.name,
+                                        "filler": filler})
+                    _, interrupted = await self._speak(filler, reply.language, new_id())
+                    if interrupted:
+                        return True
+            await running
+        finally:
+            running.cancel()
+        await self._action({"type": constants.ACTION_TOOL_CALL_ENDED, "tool_name": tool.name,
+                            "duration_ms": round((self._loop.time() - started) * 1000)})
+        return False
+
+    async def _action(self, action: dict[str, object]) -> None:
+        if self.params.admits_action(str(action["type"])):
+            await self._send(CurrentAgentAction(action=action))
+
+    async def _speak(self, text: str, language: str, message_id: str) -> tuple[str, bool]:
+        """Send one message as pieces; return (the text actually sent, whether the user barged in)."""
+        if self.params.response_format == "text":
+            pieces = text_pieces(text)
+            for number, piece in enumerate(pieces):
+                await self._send(NewMessage(message=piece, stop=number == len(pieces) - 1,
+                                            sequence_number=number, message_id=message_id))
+            return text, False
+        self._barge_in.clear()
+        self._streaming_voice = True
+        try:
+            return await self._stream_voice(text, language, message_id)
+        finally:
+            self._streaming_voice = False
+
+    async def _stream_voice(self, text: str, language: str, message_id: str) -> tuple[str, bool]:
+        audio_format = self.params.audio_format or "pcm"
+        rendered = await asyncio.wrap_future(
+            self.runtime.speech_cache.get(text, language, audio_format, self.runtime.executor))
+        lead_s = constants.AGENT_MAX_LEAD_MS / 1000
+        sent: list[str] = []
+        last = len(rendered.pieces) - 1
+        for number, piece in enumerate(rendered.pieces):
+            if self.runtime.realtime:
+                delay = self._play_until - lead_s - self._loop.time()
+                if delay > 0 and not self._barge_in.is_set():
+                    try:
+                        await asyncio.wait_for(self._barge_in.wait(), delay)
+                    except TimeoutError:
+                        pass
+            if self._barge_in.is_set():
+                await self._send(NewMessage.audio_piece(b"", stop=True, sequence_number=number,
+                                                        message_id=message_id, transcript_alignment=()))
+                self._play_until = self._loop.time()  # the client flushes what it had not played
+                return "".join(sent), True
+            await self._send(NewMessage.audio_piece(piece.audio, stop=number == last, sequence_number=number,
+                                                    message_id=message_id, transcript_alignment=piece.alignment))
+            sent.append(piece.text)
+            self._play_until = max(self._play_until, self._loop.time()) + piece.duration_ms / 1000
+        return "".join(sent), False
+
+    # --- sending and closing -------------------------------------------------------------------------------------
+
+    async def _send(self, frame: Frame) -> None:
+        """Check ``frame`` against the state machine and write it; raise _Closing once closing."""
+        if self._closing:
+            raise _Closing
+        async with self._send_lock:
+            self.conversation.send(frame)
+            for text in self.conversation.data_to_send():
+                await self.ws.send(text)
+                self.runtime.counters.frames_out += 1
+
+    async def _send_error(self, code: int, description: str) -> None:
+        await self._send(ServerError(http_error_code=code, error_description=description))
+
+    def _close(self, code: int, reason: str) -> None:
+        """Start closing with ``code`` (the first close wins); the reader ends when the socket has closed."""
+        if self._closer is not None:
+            return
+        self._closing = True
+        self._closer = asyncio.create_task(self.ws.close(int(code), short_reason(reason)))
+
+    async def _watch_idle(self) -> None:
+        idle_s = self._limits.idle_timeout_s
+        while not self._closing:
+            remaining = self._last_activity + idle_s - self._loop.time()
+            if remaining <= 0 and not self._busy:
+                self._close(CloseCode.IDLE_TIMEOUT,
+                            f"no user activity for {idle_s:g} s; send client.extend-timeout to stay connected")
+                return
+            await asyncio.sleep(max(remaining, min(idle_s, 0.5)) if remaining > 0 else min(idle_s, 0.5))
+
+
+__all__ = ["MAX_REASON_BYTES", "Connection", "short_reason"]

@@ -1,0 +1,99 @@
+"""What every connection of one emulator shares: settings, limits, services, the agent, the store, the
+speech engines, the worker threads and the counters behind ``Emulator.stats()``."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from amigo_lab.emulator.agent import Agent
+from amigo_lab.emulator.rendering import SHARED_SPEECH_CACHE, SpeechCache
+from amigo_lab.emulator.services import Service
+from amigo_lab.emulator.store import ConversationStore
+from amigo_lab.emulator.voice import recognizer_for
+from amigo_lab.protocol import constants
+from amigo_lab.speech import Recognizer
+
+#: A slow tool (longer than this, in seconds) gets a filler.
+SLOW_TOOL_S = 1.5
+#: A slow tool's filler starts after the tool has run this long without a result.
+FILLER_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of protocol.md §6, one field each; the defaults are the protocol's.
+
+    Tests shrink them (e.g. ``idle_timeout_s=0.5``) to exercise a limit quickly.
+    """
+
+    idle_timeout_s: float = constants.IDLE_TIMEOUT_S
+    max_frame_bytes: int = constants.MAX_FRAME_BYTES
+    frames_per_second: float = constants.MAX_FRAMES_PER_SECOND
+    new_conversations_per_minute: int = constants.MAX_NEW_CONVERSATIONS_PER_MINUTE
+    keepalive_interval_s: float = constants.KEEPALIVE_INTERVAL_S
+    keepalive_timeout_s: float = constants.KEEPALIVE_TIMEOUT_S
+    slow_tool_s: float = SLOW_TOOL_S
+    filler_after_s: float = FILLER_AFTER_S
+
+
+@dataclass
+class Counters:
+    """Running totals of one emulator; read through ``Emulator.stats()``."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    interactions: int = 0
+    barge_ins: int = 0
+    close_codes: Counter = field(default_factory=Counter)
+
+
+class Runtime:
+    """The shared state of one emulator. Built by :class:`~amigo_lab.emulator.Emulator`; connections read it."""
+
+    def __init__(self, *, org: str, users: Mapping[str, str], services: Mapping[str, Service], agent: Agent,
+                 limits: Limits, realtime: bool, speech_cache: SpeechCache = SHARED_SPEECH_CACHE) -> None:
+        self.org = org
+        self.users = dict(users)
+        self.services = dict(services)
+        self.agent = agent
+        self.limits = limits
+        self.realtime = realtime
+        self.store = ConversationStore(max_new_per_minute=limits.new_conversations_per_minute)
+        self.speech_cache = speech_cache
+        self.counters = Counters()
+        # Recognition, synthesis, MP3 coding and agents run here, never on the event loop.
+        self.executor = ThreadPoolExecutor(max_workers=min(16, 4 * (os.cpu_count() or 1)),
+                                           thread_name_prefix="amigo-emulator")
+
+    def recognizer(self, service: Service) -> Recognizer:
+        """The recognizer listening for ``service``'s English phrases (its decoders pooled process-wide)."""
+        return recognizer_for(service.english_phrases())
+
+    def close(self) -> None:
+        """Release the worker threads (running jobs finish on their own)."""
+        self.executor.shutdown(wait=False, cancel_futures=False)
+
+    def stats(self) -> dict[str, object]:
+        """A snapshot of the counters and the store's counts."""
+        counters = self.counters
+        return {
+            "connections_open": counters.connections_open,
+            "connections_total": counters.connections_total,
+            **self.store.counts(),
+            "frames_in": counters.frames_in,
+            "frames_out": counters.frames_out,
+            "interactions": counters.interactions,
+            "barge_ins": counters.barge_ins,
+            "close_codes": dict(counters.close_codes),
+            "speech_cache_hits": self.speech_cache.hits,
+            "speech_cache_misses": self.speech_cache.misses,
+        }
+
+
+__all__ = ["FILLER_AFTER_S", "SLOW_TOOL_S", "Counters", "Limits", "Runtime"]

@@ -1,0 +1,91 @@
+// Session panel view: connection controls, state, VAD indicator, last turn's latency, live transcript and
+// errors. All of it is drawn from traits the kernel keeps up to date; the only messages sent back are
+// {kind: "connect"} and {kind: "disconnect"}. The microphone and player are sibling widgets in the same box.
+
+function h(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const VAD_LABELS = { off: "VAD off", listening: "listening", speech: "speech" };
+
+function render({ model, el }) {
+  const root = h("div", "amigo-panel");
+  const header = h("div", "amigo-panel-header");
+  const connectButton = h("button", "amigo-panel-connect", "Connect");
+  const stateBadge = h("span", "amigo-panel-state");
+  const conversation = h("span", "amigo-panel-conversation");
+  const vad = h("span", "amigo-panel-vad");
+  const vadDot = h("span", "amigo-panel-vad-dot");
+  const vadLabel = h("span", "amigo-panel-vad-label");
+  vad.append(vadDot, vadLabel);
+  const latency = h("span", "amigo-panel-latency");
+  header.append(connectButton, stateBadge, conversation, vad, latency);
+  const errorBox = h("div", "amigo-panel-error");
+  const errorText = h("div", "amigo-panel-error-text");
+  const errorHint = h("div", "amigo-panel-error-hint");
+  errorBox.append(errorText, errorHint);
+  const transcript = h("div", "amigo-panel-transcript");
+  root.append(header, errorBox, transcript);
+  el.append(root);
+
+  function renderHeader() {
+    const state = model.get("state");
+    root.dataset.state = state;
+    stateBadge.textContent = state;
+    const busy = state === "connecting" || state === "closing";
+    const live = state === "connected";
+    connectButton.textContent = live || state === "closing" ? "Disconnect" : "Connect";
+    connectButton.disabled = busy || (!live && !model.get("can_connect"));
+    const id = model.get("conversation_id");
+    conversation.textContent = id ? `conversation ${id}` : "";
+    const vadState = model.get("vad");
+    vad.dataset.vad = vadState;
+    vadLabel.textContent = VAD_LABELS[vadState] ?? vadState;
+    const ms = model.get("latency_ms");
+    latency.textContent = ms === null || ms === undefined ? "" : `last turn latency ${Math.round(ms)} ms`;
+  }
+
+  function renderError() {
+    const error = model.get("error");
+    errorBox.style.display = error ? "" : "none";
+    errorText.textContent = error;
+    errorHint.textContent = model.get("hint");
+  }
+
+  function renderTranscript() {
+    const lines = model.get("transcript") || [];
+    const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 24;
+    transcript.replaceChildren(
+      ...lines.map((line) => {
+        const row = h("div", `amigo-panel-line amigo-panel-${line.role}`);
+        if (line.filler) row.classList.add("amigo-panel-filler");
+        if (line.interrupted) row.classList.add("amigo-panel-interrupted");
+        row.dataset.messageId = line.message_id || "";
+        row.append(h("span", "amigo-panel-role", line.role), h("span", "amigo-panel-text", line.text));
+        return row;
+      }),
+    );
+    if (atBottom) transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  connectButton.addEventListener("click", () => {
+    const live = model.get("state") === "connected";
+    model.send({ kind: live ? "disconnect" : "connect" });
+  });
+
+  for (const name of ["state", "conversation_id", "vad", "latency_ms", "can_connect"]) {
+    model.on(`change:${name}`, renderHeader);
+  }
+  model.on("change:error", renderError);
+  model.on("change:hint", renderError);
+  model.on("change:transcript", renderTranscript);
+  renderHeader();
+  renderError();
+  renderTranscript();
+  return () => {};
+}
+
+export default { render };

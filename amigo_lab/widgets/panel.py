@@ -1,0 +1,406 @@
+"""The session panel: connect, talk through the microphone, hear the agent, watch the conversation.
+
+:class:`SessionPanel` is an ``ipywidgets.VBox`` of three widgets: a :class:`SessionView` (connect /
+disconnect, state, live transcript of both sides, VAD indicator, last turn's latency, errors with their
+hint), a :class:`~amigo_lab.widgets.Microphone` and a :class:`~amigo_lab.widgets.Player`::
+
+    panel = SessionPanel(session)                 # an open session
+    panel = SessionPanel(mode="vad")              # or let the Connect button open one (embedded emulator)
+    panel
+
+Everything the view shows is derived from the session's frame log entries, so it also replays a session
+that was already running when the panel was made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import anywidget
+import ipywidgets
+import pandas as pd
+import traitlets
+
+from amigo_lab.protocol import CloseCode, describe_close
+from amigo_lab.protocol.constants import ACTION_TOO_LONG, MESSAGE_TYPE_EXTERNAL_EVENT
+from amigo_lab.widgets.mic import Microphone
+from amigo_lab.widgets.player import Player
+
+__all__ = ["PANEL_STATES", "SessionPanel", "SessionView"]
+
+_log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+
+PANEL_STATES = ("disconnected", "connecting", "connected", "reconnecting", "closing", "closed", "error")
+"""What the panel shows about the connection."""
+
+MAX_TRANSCRIPT_LINES = 200
+"""Older lines scroll out of the panel (the frame log keeps everything)."""
+
+_SERVER_ERROR_HINTS = {
+    400: "the server rejected one frame; the connection stays open, so fix it and send again",
+}
+_DEFAULT_SERVER_ERROR_HINT = "the interaction was voided; send the turn again"
+
+
+def _value(entry: Mapping[str, Any], name: str) -> Any:
+    """A column of an entry, with pandas' missing values (from a replayed DataFrame row) as None."""
+    value = entry.get(name)
+    if value is not None and not isinstance(value, (list, dict, str)) and pd.isna(value):
+        return None
+    return value
+
+
+def _alignment_text(alignment: Any) -> str:
+    if not alignment:
+        return ""
+    try:
+        pairs = json.loads(alignment) if isinstance(alignment, str) else alignment
+        return "".join(str(pair[1]) for pair in pairs)
+    except (ValueError, TypeError, IndexError):
+        return ""
+
+
+class SessionView(anywidget.AnyWidget):
+    """The status part of the panel, drawn from a session's frame log.
+
+    Traits (all set from Python): ``state`` (one of :data:`PANEL_STATES`), ``conversation_id``,
+    ``transcript`` (``[{"role": "user"|"agent"|"event", "text", "message_id", "interrupted",
+    "filler"}]``), ``vad`` (``"off"``, ``"listening"``, ``"speech"``), ``latency_ms`` (the last turn's:
+    first agent piece minus the user's end of turn), ``error`` and ``hint``, ``can_connect``.
+    The browser sends ``{"kind": "connect"}`` / ``{"kind": "disconnect"}`` from its button; the owning
+    :class:`SessionPanel` handles them.
+    """
+
+    _esm = _HERE / "panel.js"
+    _css = _HERE / "panel.css"
+
+    state = traitlets.Enum(PANEL_STATES, default_value="disconnected").tag(sync=True)
+    conversation_id = traitlets.Unicode("").tag(sync=True)
+    transcript = traitlets.List(traitlets.Dict()).tag(sync=True)
+    vad = traitlets.Enum(("off", "listening", "speech"), default_value="off").tag(sync=True)
+    latency_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    hint = traitlets.Unicode("").tag(sync=True)
+    can_connect = traitlets.Bool(True).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        self._lines: list[dict[str, Any]] = []
+        self._streaming: set[str] = set()     # agent messages with pieces but no stop yet
+        self._filler_next = False
+        self._user_end_t: float | None = None
+        self._last_seq = -1
+        self._remove_listener: Any = None
+
+    # --- following a session -----------------------------------------------------------------------------
+
+    def follow(self, session: Any) -> None:
+        """Show ``session``: replay what its log already holds, then follow new entries live."""
+        self.unfollow()
+        with self._lock:
+            self._reset()
+            self._remove_listener = session.on_frame(self._on_live_entry)
+            for entry in session.log.to_dataframe().to_dict("records"):
+                self.apply(entry)
+            if self.state in ("disconnected", "error"):
+                self.state = "connected" if session.conversation_id else "connecting"
+            if session.conversation_id:
+                self.conversation_id = session.conversation_id
+
+    def unfollow(self) -> None:
+        """Stop following the current session (what is shown stays)."""
+        remove, self._remove_listener = self._remove_listener, None
+        if remove is not None:
+            remove()
+
+    def _reset(self) -> None:
+        self._lines = []
+        self._streaming.clear()
+        self._filler_next = False
+        self._user_end_t = None
+        self._last_seq = -1
+        self.transcript = []
+        self.conversation_id = ""
+        self.vad = "off"
+        self.latency_ms = None
+        self.error = ""
+        self.hint = ""
+
+    def _on_live_entry(self, entry: dict, _frame: Any) -> None:
+        self.apply(entry)
+
+    def show_error(self, message: str, hint: str = "") -> None:
+        """Show an error line (and what to do about it) until the next error or a new session."""
+        self.error = message
+        self.hint = hint
+
+    # --- entries -> what is shown -------------------------------------------------------------------------
+
+    def apply(self, entry: Mapping[str, Any]) -> None:
+        """Update the view from one frame-log entry (a live dict or a replayed DataFrame row)."""
+        with self._lock:
+            seq = _value(entry, "seq")
+            if seq is not None:
+                if seq <= self._last_seq:
+                    return      # already shown: the replay and the live feed overlap
+                self._last_seq = int(seq)
+            direction = _value(entry, "direction")
+            kind = _value(entry, "type")
+            handler = _HANDLERS.get((direction, kind))
+            if handler is not None:
+                handler(self, entry)
+
+    def _line(self, role: str, message_id: str | None, text: str, **flags: Any) -> dict[str, Any]:
+        for line in self._lines:
+            if message_id and line["message_id"] == message_id and line["role"] == role:
+                line["text"] = text
+                line.update(flags)
+                return line
+        line = {"role": role, "text": text, "message_id": message_id or "", "interrupted": False,
+                "filler": False, **flags}
+        self._lines.append(line)
+        del self._lines[:-MAX_TRANSCRIPT_LINES]
+        return line
+
+    def _publish(self) -> None:
+        self.transcript = [dict(line) for line in self._lines]
+
+    def _on_opened(self, _entry: Mapping[str, Any]) -> None:
+        self.state = "connecting"
+
+    def _on_conversation(self, entry: Mapping[str, Any]) -> None:
+        self.state = "connected"
+        self.conversation_id = _value(entry, "conversation_id") or ""
+        self.error = ""
+        self.hint = ""
+
+    def _on_reconnecting(self, _entry: Mapping[str, Any]) -> None:
+        self.state = "reconnecting"
+
+    def _on_closed(self, entry: Mapping[str, Any]) -> None:
+        code = _value(entry, "close_code")
+        reason = _value(entry, "close_reason") or ""
+        self.state = "closed"
+        self.vad = "off"
+        if code is not None and int(code) != CloseCode.NORMAL:
+            self.error = describe_close(int(code), reason)
+            try:
+                self.hint = CloseCode(int(code)).hint
+            except ValueError:
+                self.hint = ""
+
+    def _on_user_text(self, entry: Mapping[str, Any]) -> None:
+        if _value(entry, "message_type") == MESSAGE_TYPE_EXTERNAL_EVENT:
+            self._line("event", None, _value(entry, "text") or "")
+            self._publish()
+            return
+        self._user_end_t = _value(entry, "t")
+
+    def _on_audio_sent(self, entry: Mapping[str, Any]) -> None:
+        if _value(entry, "stop"):
+            self._user_end_t = _value(entry, "t")      # push-to-talk: end of the user's audio
+
+    def _on_user_message(self, entry: Mapping[str, Any]) -> None:
+        self._line("user", _value(entry, "message_id"), _value(entry, "text") or "")
+        self._publish()
+
+    def _on_action(self, entry: Mapping[str, Any]) -> None:
+        if _value(entry, "action_type") == ACTION_TOO_LONG:
+            self._filler_next = True
+
+    def _on_piece(self, entry: Mapping[str, Any]) -> None:
+        message_id = _value(entry, "message_id") or ""
+        if self._user_end_t is not None:
+            self.latency_ms = round((float(_value(entry, "t")) - float(self._user_end_t)) * 1000.0, 1)
+            self._user_end_t = None
+        text = _value(entry, "text")
+        piece = text if text is not None and _value(entry, "audio_format") is None else _alignment_text(
+            _value(entry, "alignment"))
+        existing = next((ln for ln in self._lines if ln["role"] == "agent" and ln["message_id"] == message_id), None)
+        if existing is None:
+            flags = {"filler": True} if self._filler_next else {}
+            self._filler_next = False
+            self._line("agent", message_id, piece, **flags)
+        else:
+            existing["text"] += piece
+        if _value(entry, "stop"):
+            self._streaming.discard(message_id)
+        else:
+            self._streaming.add(message_id)
+        self._publish()
+
+    def _on_complete(self, entry: Mapping[str, Any]) -> None:
+        message_id = _value(entry, "message_id")
+        full = _value(entry, "text")
+        if full is not None:
+            self._line("agent", message_id, full)
+        self._streaming.discard(message_id or "")
+        self._publish()
+        if _value(entry, "conversation_completed"):
+            self.state = "closing"
+
+    def _on_vad_switched(self, entry: Mapping[str, Any]) -> None:
+        self.vad = "listening" if _value(entry, "vad_mode_on") else "off"
+
+    def _on_speech_started(self, _entry: Mapping[str, Any]) -> None:
+        self.vad = "speech"
+        if self._streaming:
+            for line in self._lines:
+                if line["role"] == "agent" and line["message_id"] in self._streaming:
+                    line["interrupted"] = True
+            self._streaming.clear()
+            self._publish()
+
+    def _on_speech_ended(self, entry: Mapping[str, Any]) -> None:
+        self.vad = "listening"
+        if _value(entry, "type") == "server.vad-speech-ended":
+            self._user_end_t = _value(entry, "t")
+
+    def _on_server_error(self, entry: Mapping[str, Any]) -> None:
+        code = _value(entry, "http_error_code")
+        description = _value(entry, "error_description") or ""
+        self.error = f"server error {code}: {description}" if code is not None else f"server error: {description}"
+        self.hint = _SERVER_ERROR_HINTS.get(code, _DEFAULT_SERVER_ERROR_HINT)
+
+    def _on_client_problem(self, entry: Mapping[str, Any]) -> None:
+        self.error = _value(entry, "text") or _value(entry, "error_description") or str(_value(entry, "type"))
+        self.hint = "the lab logged this frame and went on"
+
+
+_HANDLERS = {
+    ("local", "connection.opened"): SessionView._on_opened,
+    ("local", "connection.reconnecting"): SessionView._on_reconnecting,
+    ("local", "connection.closed"): SessionView._on_closed,
+    ("local", "client.invalid-frame"): SessionView._on_client_problem,
+    ("local", "client.protocol-violation"): SessionView._on_client_problem,
+    ("sent", "client.new-text-message"): SessionView._on_user_text,
+    ("sent", "client.new-audio-message"): SessionView._on_audio_sent,
+    ("received", "server.conversation-created"): SessionView._on_conversation,
+    ("received", "server.conversation-continued"): SessionView._on_conversation,
+    ("received", "server.user-message-available"): SessionView._on_user_message,
+    ("received", "server.current-agent-action"): SessionView._on_action,
+    ("received", "server.new-message"): SessionView._on_piece,
+    ("received", "server.interaction-complete"): SessionView._on_complete,
+    ("received", "server.vad-mode-switched"): SessionView._on_vad_switched,
+    ("received", "server.vad-speech-started"): SessionView._on_speech_started,
+    ("received", "server.vad-speech-ended"): SessionView._on_speech_ended,
+    ("received", "server.vad-speech-reset-zero"): SessionView._on_speech_ended,
+    ("received", "server.error"): SessionView._on_server_error,
+}
+
+
+class SessionPanel(ipywidgets.VBox):
+    """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player`.
+
+    ``SessionPanel(session)`` shows an open session. ``SessionPanel(**connect_options)`` lets the
+    *Connect* button open one with ``amigo_lab.connect(**connect_options)`` (no options: the embedded
+    emulator); the panel then owns that session and closes it with itself. ``mode`` is the microphone's
+    turn taking (``"push-to-talk"`` or ``"vad"``).
+
+    Next: display it, click *Connect* (if needed) and *Start microphone*, and talk.
+    """
+
+    def __init__(self, session: Any = None, *, mode: str = "push-to-talk", **connect_options: Any) -> None:
+        self.view = SessionView()
+        self.mic = Microphone(mode=mode)
+        self.player = Player()
+        super().__init__(children=[self.view, self.mic, self.player])
+        self.add_class("amigo-session-panel")
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._owns_session = False
+        self._connect_options = dict(connect_options)
+        self.view.on_msg(self._handle_view_message)
+        if session is not None:
+            self.attach(session)
+
+    @property
+    def session(self) -> Any:
+        """The session shown, or ``None`` before connecting."""
+        return self._session
+
+    def attach(self, session: Any, *, owned: bool = False) -> None:
+        """Show ``session`` and route the microphone and player through it.
+
+        ``owned=True``: the panel closes the session when it disconnects or closes.
+        """
+        with self._lock:
+            self._session = session
+            self._owns_session = owned
+        self.view.follow(session)
+        self.player.attach(session)
+        self.mic.session = session
+
+    def connect(self) -> Any:
+        """Connect and return the session (blocks until connected). Errors show in the panel and raise.
+
+        With a session already shown, it reconnects that session (continuing its conversation); without
+        one, it opens a new session with ``amigo_lab.connect(**connect_options)`` and owns it.
+        """
+        self.view.state = "connecting"
+        self.view.show_error("")
+        with self._lock:
+            session = self._session
+        try:
+            if session is not None:
+                session.reconnect()
+            else:
+                from amigo_lab.connect import connect  # the real service, or the embedded emulator
+
+                session = connect(**self._connect_options)
+                self.attach(session, owned=True)
+        except Exception as exc:
+            self.view.state = "error"
+            self.view.show_error(str(exc), getattr(exc, "hint", "") or "")
+            raise
+        return session
+
+    def disconnect(self) -> None:
+        """Close the connection (the conversation stays open for a later continue)."""
+        with self._lock:
+            session = self._session
+        if session is None:
+            return
+        self.mic.release()
+        self.view.state = "closing"
+        session.close()
+
+    def close(self) -> None:
+        """Release the microphone, stop playback, close an owned session, then close the widgets."""
+        with self._lock:
+            session, owned = self._session, self._owns_session
+            self._session = None
+        self.view.unfollow()
+        self.player.detach()
+        self.mic.session = None
+        for child in (self.mic, self.player, self.view):
+            child.close()
+        if session is not None and owned:
+            session.close()
+        super().close()
+
+    def _handle_view_message(self, _widget: Any, content: Any, _buffers: list) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
+        # Connecting or closing waits on the network: do it off the kernel's comm thread.
+        if kind == "connect":
+            threading.Thread(target=self._connect_in_background, name="amigo_lab-panel-connect", daemon=True).start()
+        elif kind == "disconnect":
+            threading.Thread(target=self._disconnect_in_background, name="amigo_lab-panel-close", daemon=True).start()
+
+    def _connect_in_background(self) -> None:
+        try:
+            self.connect()
+        except Exception:  # noqa: BLE001 - shown in the panel by connect()
+            _log.info("the panel could not connect", exc_info=True)
+
+    def _disconnect_in_background(self) -> None:
+        try:
+            self.disconnect()
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self.view.show_error(str(exc), getattr(exc, "hint", "") or "")

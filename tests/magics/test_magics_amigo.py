@@ -1,0 +1,204 @@
+"""``%amigo`` and ``%%amigo`` in a real in-process IPython shell, against the real emulator."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+from amigo_lab.emulator import DEFAULT_SERVICE_ID, Emulator, Limits
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "amigo_lab")
+    yield shell
+
+
+@pytest.fixture
+def magics(ip):
+    magics = ip.magics_manager.registry["AmigoMagics"]
+    yield magics
+    magics.shutdown()
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with Emulator(realtime=False, limits=Limits(new_conversations_per_minute=10_000)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def connect_line(emulator):
+    """``%amigo connect`` arguments that reach the module's emulator as if it were a remote service."""
+    return (f"connect --org {emulator.org} --token {emulator.token} --host 127.0.0.1:{emulator.port} "
+            f"--service {DEFAULT_SERVICE_ID}")
+
+
+@pytest.fixture
+def connected(ip, magics, connect_line, capsys):
+    ip.run_line_magic("amigo", connect_line)
+    capsys.readouterr()
+    return magics.session
+
+
+def test_connect_prints_the_greeting_and_shares_the_session(ip, magics, connect_line, capsys):
+    ip.run_line_magic("amigo", connect_line)
+    out = capsys.readouterr().out
+    assert f"connected: conversation {magics.session.conversation_id}" in out
+    assert "agent: Hello, this is Riverside Clinic" in out
+    assert ip.user_ns["amigo_session"] is magics.session
+    assert (magics.session.response_format, magics.session.audio_format) == ("voice", "pcm")
+
+
+def test_connect_without_credentials_uses_the_embedded_emulator(ip, magics, capsys, monkeypatch):
+    for name in ("AMIGO_ORG", "AMIGO_TOKEN", "AMIGO_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    ip.run_line_magic("amigo", "connect --text")
+    out = capsys.readouterr().out
+    assert "agent: Hello" in out
+    assert magics.session.url.startswith("ws://127.0.0.1:")
+    assert magics.session.response_format == "text"
+
+
+def test_format_flags(ip, magics, connect_line):
+    ip.run_line_magic("amigo", connect_line + " --mp3")
+    assert magics.session.audio_format == "mp3"
+
+
+def test_say_prints_the_reply(ip, connected, capsys):
+    ip.run_line_magic("amigo", "say what are your opening hours")
+    assert "agent: We are open Monday to Friday" in capsys.readouterr().out
+
+
+def test_cell_lines_are_turns_in_order(ip, connected, capsys):
+    ip.run_cell_magic("amigo", "", "what are your opening hours\n\n# a comment\nwhere are you located\n")
+    out = capsys.readouterr().out.splitlines()
+    you = [line for line in out if line.startswith("you: ")]
+    agent = [line for line in out if line.startswith("agent: ")]
+    assert you == ["you: what are your opening hours", "you: where are you located"]
+    assert len(agent) == 2 and "Monday to Friday" in agent[0]
+    assert out.index(you[1]) > out.index(agent[0])          # each reply printed before the next turn
+    said = connected.frames.query("type == 'client.new-text-message'")["text"].tolist()
+    assert said == ["what are your opening hours", "where are you located"]
+
+
+def test_event_prints_the_reply_it_led_to(ip, connected, capsys):
+    ip.run_line_magic("amigo", "event the patient's train is late")
+    assert "agent: " in capsys.readouterr().out
+    sent = connected.frames.query("type == 'client.new-text-message'")
+    assert sent["message_type"].tolist() == ["external-event"]
+
+
+def test_send_an_audio_file(ip, connected, capsys, tmp_path):
+    from amigo_lab.audio import pcm16_to_float, write_wav
+    from amigo_lab.speech import Synthesizer
+
+    path = tmp_path / "question.wav"
+    write_wav(path, pcm16_to_float(Synthesizer().synthesize("what are your opening hours").pcm), sr=16000)
+    ip.run_line_magic("amigo", f"send {path} --fast")
+    out = capsys.readouterr().out
+    assert "you (heard): what are your opening hours" in out.lower()
+    assert "agent: We are open Monday to Friday" in out
+
+
+def test_vad_switch(ip, connected, capsys):
+    ip.run_line_magic("amigo", "vad on")
+    assert connected.vad_on
+    ip.run_line_magic("amigo", "vad off")
+    assert not connected.vad_on
+    assert capsys.readouterr().out.splitlines() == ["VAD on", "VAD off"]
+
+
+def test_log_is_a_table_filtered_by_type(ip, connected):
+    ip.run_line_magic("amigo", "say what are your opening hours")
+    last = ip.run_line_magic("amigo", "log -n 3")
+    assert len(last) == 3 and list(last.columns[:4]) == ["seq", "t", "direction", "type"]
+    assert last["seq"].tolist() == connected.frames["seq"].tolist()[-3:]
+    pieces = ip.run_line_magic("amigo", "log -n 0 --type server.new-message")
+    assert len(pieces) > 1 and set(pieces["type"]) == {"server.new-message"}
+    server = ip.run_line_magic("amigo", "log -n 0 --type server.*")
+    assert set(server["type"]) >= {"server.conversation-created", "server.interaction-complete"}
+
+
+def test_status_save_finish(ip, connected, capsys, tmp_path):
+    from amigo_lab import load_session
+
+    ip.run_line_magic("amigo", "status")
+    out = capsys.readouterr().out
+    assert "state:            active" in out and connected.conversation_id in out
+
+    ip.run_line_magic("amigo", f"save {tmp_path / 'saved'}")
+    assert f"saved to {tmp_path / 'saved'}" in capsys.readouterr().out
+    assert len(load_session(tmp_path / "saved").frames) == len(connected.frames)
+
+    ip.run_line_magic("amigo", "finish")
+    assert connected.state in ("closing", "closed")
+
+
+def test_close_leaves_the_log_readable(ip, connected, capsys):
+    ip.run_line_magic("amigo", "close")
+    assert connected.state == "closed"
+    assert len(ip.run_line_magic("amigo", "log")) > 0
+
+
+def test_mic_shows_a_panel_and_replaces_the_previous_one(ip, connected, magics):
+    from amigo_lab.widgets import SessionPanel
+
+    ip.run_line_magic("amigo", "mic")
+    first = magics.panel
+    assert isinstance(first, SessionPanel) and first.session is connected
+    assert first.mic.mode == "push-to-talk"
+    ip.run_line_magic("amigo", "mic --vad")
+    assert magics.panel is not first and magics.panel.mic.mode == "vad"
+    assert first.mic.comm is None                       # the old panel let go of its microphone
+
+
+@pytest.mark.parametrize("line, message", [
+    ("", "needs a command"),
+    ("bogus", "invalid choice"),
+    ("vad maybe", "invalid choice"),
+    ("log -n many", "invalid int value"),
+    ("say", "needs the text"),
+    ("connect --region", "expected one argument"),
+    ("status extra", "unrecognized arguments"),
+])
+def test_wrong_arguments_give_usage_not_a_traceback(ip, magics, line, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_line_magic("amigo", line)
+
+
+def test_usage_errors_show_without_traceback_in_a_cell(ip, magics, capsys):
+    result = ip.run_cell("%amigo vad maybe")
+    captured = capsys.readouterr()
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "Traceback" not in captured.out + captured.err
+    assert "usage: %amigo vad" in captured.out + captured.err
+
+
+def test_commands_need_a_connection_first(ip, magics):
+    with pytest.raises(UsageError, match="not connected"):
+        ip.run_line_magic("amigo", "say hello")
+    with pytest.raises(UsageError, match="not connected"):
+        ip.run_cell_magic("amigo", "", "hello\n")
+
+
+def test_help(ip, magics, capsys):
+    doc = ip.find_line_magic("amigo").__doc__
+    for command in ("connect", "say", "event", "send", "vad", "mic", "status", "log", "save", "finish", "close",
+                    "%%amigo"):
+        assert command in doc
+    assert ip.run_line_magic("amigo", "log -h") is None
+    assert "--type" in capsys.readouterr().out
+
+
+def test_unload_closes_what_the_magics_opened(ip, magics, connect_line):
+    ip.run_line_magic("amigo", connect_line)
+    session = magics.session
+    ip.run_line_magic("unload_ext", "amigo_lab")
+    try:
+        assert session.state == "closed"
+        assert magics.session is None
+    finally:
+        ip.run_line_magic("load_ext", "amigo_lab")

@@ -1,0 +1,85 @@
+"""The session panel against a real emulator: what it shows follows the frame log; its buttons connect."""
+
+import pytest
+
+from amigo_lab.widgets import Microphone, Player, SessionPanel, SessionView
+
+
+def test_panel_composes_view_mic_and_player(front_end, session):
+    panel = SessionPanel(session, mode="vad")
+    assert [type(c) for c in panel.children] == [SessionView, Microphone, Player]
+    assert panel.mic.mode == "vad"
+    assert panel.mic.session is session and panel.player.session is session
+
+
+def test_view_replays_the_greeting_then_follows_turns_live(front_end, session, wait_until):
+    panel = SessionPanel(session)
+    view = panel.view
+    assert view.state == "connected"
+    assert view.conversation_id == session.conversation_id
+    greeting = session.greeting.result()
+    assert view.transcript[0]["role"] == "agent" and view.transcript[0]["text"] == greeting.text
+
+    reply = session.say("what are your opening hours").result(timeout=60)
+
+    lines = wait_until(lambda: [ln for ln in view.transcript if ln["message_id"] == reply.message_id],
+                       what="the answer in the transcript")
+    user = [ln for ln in view.transcript if ln["role"] == "user"]
+    assert user[-1]["text"].lower() == "what are your opening hours"
+    assert lines[0]["role"] == "agent" and lines[0]["text"] == reply.text
+    assert view.latency_ms == pytest.approx(reply.timings["latency_ms"], abs=50)
+
+
+def test_vad_indicator_and_events(front_end, session, wait_until):
+    panel = SessionPanel(session)
+    assert panel.view.vad == "off"
+    session.vad(True)
+    wait_until(lambda: panel.view.vad == "listening", what="the VAD indicator")
+    session.event("the patient uploaded an insurance card")
+    wait_until(lambda: any(ln["role"] == "event" for ln in panel.view.transcript), what="the event line")
+    session.vad(False)
+    wait_until(lambda: panel.view.vad == "off", what="the VAD indicator to go off")
+
+
+def test_an_abnormal_close_shows_the_code_and_its_hint(front_end, wait_until):
+    from amigo_lab.connect import connect
+    from amigo_lab.emulator import Emulator
+
+    with Emulator(idle_timeout_s=0.8) as emulator:
+        session = connect(emulator=emulator)
+        panel = SessionPanel(session)
+        try:
+            wait_until(lambda: panel.view.state == "closed", what="the idle timeout to close the connection")
+            assert "4408" in panel.view.error
+            assert "extend-timeout" in panel.view.hint
+        finally:
+            panel.close()
+
+
+def test_connect_and_disconnect_buttons(front_end, emulator, wait_until):
+    panel = SessionPanel(emulator=emulator)
+    assert panel.session is None and panel.view.state == "disconnected"
+
+    front_end.custom(panel.view, {"kind": "connect"})
+    wait_until(lambda: panel.view.state == "connected", timeout=60, what="the panel to connect")
+    session = panel.session
+    assert panel.view.conversation_id == session.conversation_id
+    assert panel.mic.session is session
+
+    front_end.custom(panel.view, {"kind": "disconnect"})
+    wait_until(lambda: panel.view.state == "closed", what="the panel to disconnect")
+    assert session.state == "closed"
+
+    front_end.custom(panel.view, {"kind": "connect"})             # reconnects the same conversation
+    wait_until(lambda: panel.view.state == "connected", timeout=60, what="the panel to reconnect")
+    assert panel.session is session and session.state == "active"
+
+    panel.close()                                                # the panel opened it, so it closes it
+    assert session.state == "closed"
+
+
+def test_a_failed_connect_is_shown_not_raised(front_end, wait_until):
+    panel = SessionPanel(organization="org", token="not-a-jwt", host="127.0.0.1:9", timeout=2)
+    front_end.custom(panel.view, {"kind": "connect"})
+    wait_until(lambda: panel.view.state == "error", timeout=30, what="the error state")
+    assert panel.view.error
