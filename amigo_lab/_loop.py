@@ -106,11 +106,11 @@ class BackgroundLoop:
         """
         with self._lock:
             loop, thread, hooks = self._loop, self._thread, list(self._hooks)
+            if thread is not None and threading.current_thread() is thread:
+                raise RuntimeError("BackgroundLoop.stop() cannot run on the loop's own thread")
             self._loop = self._thread = None
         if loop is None or thread is None or loop.is_closed() or not thread.is_alive():
             return
-        if threading.current_thread() is thread:
-            raise RuntimeError("BackgroundLoop.stop() cannot run on the loop's own thread")
         try:
             done = asyncio.run_coroutine_threadsafe(_wind_down(hooks, timeout), loop)
             done.result(timeout=2 * timeout + 1)

@@ -77,6 +77,9 @@ def connect(organization: str | None = None, token: str | None = None, *, region
         An :class:`~amigo_lab.emulator.Emulator` to use instead of the shared embedded one.
     timeout
         Seconds to wait for the server at each step (connect, start, close).
+    session_options
+        Passed on to :class:`~amigo_lab.session.Session`: ``transport_factory=`` (wrap the socket, e.g. to
+        inject faults) and ``backoff=`` (a :class:`~amigo_lab.session.Backoff` for reconnecting).
 
     Returns a :class:`~amigo_lab.session.Session`; next: ``session.say("...")`` or ``session.send_audio(...)``.
     """

@@ -27,7 +27,9 @@ LONG_ANSWER_REQUEST = "tell me about the clinic"
 BARGE_IN_QUESTION = "what is your address"
 FAREWELL = "goodbye"
 
-STEP_COUNT = 8
+STEP_COUNT = 10
+#: A cough: this much of the start of a word, too short for the server's VAD to count as a turn.
+COUGH_MS = 80
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
     or open ``out / "report.html"``.
     """
     from amigo_lab.connect import connect
+    from amigo_lab.session import SessionError
     from amigo_lab.emulator import DEFAULT_ORG, DEFAULT_SERVICE_ID, Emulator
     from amigo_lab.speech import Synthesizer
 
@@ -73,9 +76,18 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
         try:
             with steps.step("greeting"):
                 steps.said(session.greeting.result(timeout=60))
+                session.extend_timeout()  # what an idle client sends to keep the conversation open
+
+            with steps.step(f"a {COUGH_MS} ms cough with VAD on: too short to be a turn"):
+                session.vad(True)
+                cough = session.send_audio(_cough(speech("what")), sr=SAMPLE_RATE, realtime=realtime)
+                try:
+                    cough.result(timeout=60)
+                    steps.echo("      the server took the cough for a turn")
+                except SessionError as exc:
+                    steps.echo(f"      discarded by the server: {exc}")
 
             with steps.step(f"spoken question, streamed in real time with VAD on: {SPOKEN_QUESTION!r}"):
-                session.vad(True)
                 steps.said(session.send_audio(speech(SPOKEN_QUESTION), sr=SAMPLE_RATE, realtime=realtime)
                            .result(timeout=120))
 
@@ -89,6 +101,14 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
             with steps.step(f"switch to Spanish: {SPANISH_QUESTION!r}"):
                 steps.said(session.say(SPANISH_QUESTION).result(timeout=60))
 
+            with steps.step("close the connection, reconnect and continue the same conversation"):
+                before = session.conversation_id
+                session.close()
+                session.reconnect()
+                same = "same" if session.conversation_id == before else "a DIFFERENT"
+                steps.echo(f"      continued {same} conversation {session.conversation_id}")
+                session.vad(True)
+
             with steps.step(f"barge-in: {BARGE_IN_QUESTION!r} spoken while the agent talks"):
                 long_turn = session.say(LONG_ANSWER_REQUEST)
                 _wait_for_agent_audio(session, timeout=30)
@@ -101,7 +121,8 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
                 reply = session.send_audio(speech(FAREWELL), sr=SAMPLE_RATE, realtime=realtime).result(timeout=120)
                 steps.said(reply, extra="conversation completed" if reply.conversation_completed else "still open")
         finally:
-            session.close_log() if hasattr(session, "close_log") else session.log.close()
+            # The farewell closed the socket; closing the log writes frames.parquet next to frames.jsonl.
+            session.log.close()
 
     with steps.step(f"writing {out}"):
         result = _write_outputs(out, session_dir, echo)
@@ -110,6 +131,15 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
     echo("")
     echo(f"frame log: {session_dir}   report: {result.report}")
     return result
+
+
+def _cough(word: np.ndarray) -> np.ndarray:
+    """The first COUGH_MS of a spoken word, with silence around it."""
+    voiced = np.flatnonzero(np.abs(word) > 0.02)
+    start = int(voiced[0]) if voiced.size else 0
+    burst = word[start: start + SAMPLE_RATE * COUGH_MS // 1000]
+    pad = np.zeros(SAMPLE_RATE // 4, dtype=np.float32)
+    return np.concatenate([pad, burst, pad])
 
 
 def _wait_for_agent_audio(session, *, timeout: float) -> None:
@@ -124,7 +154,7 @@ def _wait_for_agent_audio(session, *, timeout: float) -> None:
     try:
         if not arrived.wait(timeout):
             raise TimeoutError(f"no agent audio within {timeout} s")
-        time.sleep(0.5)  # let a little of the answer play before interrupting it
+        time.sleep(1.0)  # let some of the answer play before interrupting it
     finally:
         remove()
 
@@ -149,13 +179,13 @@ def _write_outputs(out: Path, session_dir: Path, echo: Callable[[str], None]) ->
 
 
 def _format_turns(table) -> str:
-    columns = [c for c in ("user_text", "reply_text", "latency_first_audio_ms", "latency_first_answer_audio_ms",
+    columns = [c for c in ("user_kind", "transcript", "reply_text", "latency_first_audio_ms", "latency_first_answer_audio_ms",
                            "latency_complete_ms", "interrupted", "user_language", "agent_language")
                if c in table.columns]
     view = table[columns].copy()
-    for column in ("user_text", "reply_text"):
+    for column in ("transcript", "reply_text"):
         if column in view:
-            view[column] = view[column].astype("string").str.slice(0, 38)
+            view[column] = view[column].astype("string").str.slice(0, 30)
     return "turns and latencies (ms from the user's end of turn):\n" + view.to_string(index=False)
 
 

@@ -13,7 +13,8 @@ all. The tree (each subclass lives next to the code that raises it)::
     ├── SessionError                  amigo_lab.session   (connecting or talking failed)
     │   ├── ConnectionClosedError       the socket closed; carries close code, reason and a hint
     │   └── TurnError                   the server answered a turn with ``server.error``
-    └── FrameLogError                 amigo_lab.framelog  (a recorded session cannot be written or read)
+    ├── FrameLogError                 amigo_lab.framelog  (a recorded session cannot be written or read)
+    └── AnalysisError                 amigo_lab.analysis  (a frame log or audio cannot be analysed as asked)
 
 Errors from libraries (websockets, soundfile, ...) are translated at the boundary with ``raise ... from exc``
 so the original stays attached as ``__cause__``.

@@ -145,11 +145,8 @@ def _fresh_directory() -> Path:
 
 
 def _lab_version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        return version("amigo_lab")
-    except (ImportError, PackageNotFoundError):
-        return "unknown"
+    from amigo_lab import __version__
+    return __version__
 
 
 def _json_text(value: Any) -> str | None:

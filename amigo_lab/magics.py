@@ -82,6 +82,9 @@ def _build_parser() -> _Parser:
     return parser
 
 
+#: Session states after which the conversation needs nothing more from the magics.
+_ENDED_STATES = ("closed", "failed", "completed")
+
 # say and event take the rest of the line verbatim, so apostrophes and quotes need no escaping.
 _TEXT_COMMANDS = ("say", "event")
 
@@ -127,11 +130,12 @@ class AmigoMagics(Magics):
         """
         if cell is not None:
             return self._run_cell(line, cell)
-        command, _, rest = line.strip().partition(" ")
-        if not command:
+        words = line.split(None, 1)
+        if not words:
             raise UsageError("%amigo needs a command, e.g. %amigo connect. See %amigo? for every command.")
+        command = words[0]
         if command in _TEXT_COMMANDS:
-            text = rest.strip()
+            text = words[1].strip() if len(words) > 1 else ""
             if not text:
                 raise UsageError(f"%amigo {command} needs the text to send, e.g. %amigo {command} hello")
             return self._say(text) if command == "say" else self._event(text)
@@ -150,8 +154,10 @@ class AmigoMagics(Magics):
     def _cmd_connect(self, args: argparse.Namespace) -> None:
         from amigo_lab.connect import connect
 
-        if self.session is not None:
-            self.session.close()
+        if self.session is not None and self.session.state not in _ENDED_STATES:
+            # The new session replaces this one, and a user may have only one unfinished conversation per
+            # service: end it for good, as connect() does for the embedded emulator.
+            self.session.finish()
         self.session = connect(
             args.org, args.token, region=args.region, service_id=args.service, host=args.host,
             response_format="text" if args.text else "voice", audio_format="mp3" if args.mp3 else "pcm")
@@ -193,7 +199,8 @@ class AmigoMagics(Magics):
             return
         print(f"state:            {session.state}")
         print(f"conversation:     {session.conversation_id}")
-        print(f"formats:          response {session.response_format}, audio {session.audio_format}")
+        params = session.params
+        print(f"formats:          response {params.response_format}, audio {params.audio_format or '-'}")
         print(f"turns:            {len(session.turns)}")
         print(f"frames logged:    {len(session.log)}")
         print(f"log folder:       {session.log.path}")

@@ -59,7 +59,7 @@ import weakref
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -134,7 +134,7 @@ class ConnectionClosedError(SessionError):
             known_hint = ""
         self.hint = hint or known_hint
         message = describe_close(self.code, self.reason)
-        if hint:
+        if hint and hint != known_hint:
             message = f"{message} {hint}"
         super().__init__(message)
 
@@ -180,18 +180,21 @@ class Transport(Protocol):
 TransportFactory = Callable[..., Awaitable[Transport]]
 
 
-def _translate_closed(exc: Exception) -> ConnectionClosedError:
-    rcvd = getattr(exc, "rcvd", None)
-    if rcvd is None:
-        return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost without a close frame")
-    return ConnectionClosedError(rcvd.code, rcvd.reason)
-
-
 class WebSocketTransport:
-    """A :class:`Transport` over a ``websockets`` asyncio client connection."""
+    """A :class:`Transport` over a ``websockets`` asyncio client connection.
 
-    def __init__(self, connection: Any) -> None:
+    ``secret`` (the token) is removed from close reasons, in case a server repeats it there.
+    """
+
+    def __init__(self, connection: Any, *, secret: str | None = None) -> None:
         self._ws = connection
+        self._secret = secret
+
+    def _closed(self, exc: Exception) -> ConnectionClosedError:
+        rcvd = getattr(exc, "rcvd", None)
+        if rcvd is None:
+            return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost without a close frame")
+        return ConnectionClosedError(rcvd.code, redact(rcvd.reason, self._secret))
 
     @property
     def subprotocol(self) -> str | None:
@@ -204,7 +207,7 @@ class WebSocketTransport:
         try:
             await self._ws.send(text)
         except ConnectionClosed as exc:
-            raise _translate_closed(exc) from exc
+            raise self._closed(exc) from None
 
     async def recv(self) -> str | bytes:
         """Wait for the next message."""
@@ -212,7 +215,7 @@ class WebSocketTransport:
         try:
             return await self._ws.recv()
         except ConnectionClosed as exc:
-            raise _translate_closed(exc) from exc
+            raise self._closed(exc) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close politely (close frame, then wait for the server's)."""
@@ -252,9 +255,13 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        if 4000 + status in CloseCode._value2member_map_:
+        try:
+            mirrored = CloseCode(4000 + status)  # the close codes mirror HTTP statuses (protocol.md §5)
+        except ValueError:
+            mirrored = None
+        if mirrored is not None:
             raise ConnectionClosedError(
-                4000 + status, f"the server refused the WebSocket upgrade with HTTP {status}") from None
+                mirrored, f"the server refused the WebSocket upgrade with HTTP {status}") from None
         raise SessionError(f"the server at {url} refused the WebSocket upgrade with HTTP {status}; "
                            "check the host, region and organization") from None
     except (InvalidURI, InvalidHandshake) as exc:
@@ -264,7 +271,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
         detail = redact(f"{type(exc).__name__}: {exc}", token)
         where = "is the emulator running?" if _is_loopback(host) else "check the network, host and region"
         raise _ConnectFailed(f"could not connect to {url} ({detail}); {where}") from None
-    return WebSocketTransport(connection)
+    return WebSocketTransport(connection, secret=token)
 
 
 def _lab_version() -> str:
@@ -616,8 +623,9 @@ class _TurnTracker:
         self.current = None
         owner = current.owner
         answer = current.audio.get(frame.message_id)
-        if answer is None and current.audio:
-            # The server named no audio message: take everything but what followed an action-too-long.
+        if answer is None and current.audio and current.filler_text is None:
+            # No audio under the answer's id and no filler announced: a server that numbers messages
+            # differently; all audio of the interaction is the answer. (After a filler, none is.)
             answer = [a for pieces in current.audio.values() for a in pieces]
         filler_text = current.filler_text
         if filler_text is None:
@@ -734,7 +742,11 @@ class _Outgoing:
 class Session:
     """A conversation with an Amigo agent (or the emulator) over one WebSocket at a time.
 
-    Build it with :func:`amigo_lab.connect`. Thread-safe; see the module docstring for how it works.
+    Build it with :func:`amigo_lab.connect`, which picks the URL, opens the socket and starts the
+    conversation. Built directly, a session is idle: call :meth:`open`, then :meth:`start` or
+    :meth:`resume`. ``transport_factory`` replaces :func:`open_websocket` (tests wrap it to inject faults),
+    ``backoff`` sets how reconnecting waits, ``loop`` the :class:`~amigo_lab._loop.BackgroundLoop` to run on.
+    Thread-safe; see the module docstring for how it works.
     """
 
     def __init__(self, *, organization: str, token: str, params: ConnectParams, host: str | None = None,
@@ -774,14 +786,14 @@ class Session:
         self._conv = Conversation(Role.CLIENT)
         self._queue: collections.deque[_Outgoing] = collections.deque()
         self._queue_changed: asyncio.Event | None = None
-        self._state_changed: asyncio.Event | None = None
         self._send_lock: asyncio.Lock | None = None
         self._sent_times: collections.deque[float] = collections.deque()
         self._init_waiter: asyncio.Future[Frame] | None = None
         self._vad_waiters: list[tuple[bool, asyncio.Future[None]]] = []
-        self._tracker = _TurnTracker(self._implicit_turn)
+        self._tracker = _TurnTracker(self._new_turn)
         self._user_closing: str | None = None
         self._reconnecting = False
+        self._last_close: tuple[int, str] = (int(CloseCode.ABNORMAL), "")
 
         # Shared state (read from any thread; written under the lock or on the loop).
         self._lock = threading.Lock()
@@ -949,8 +961,12 @@ class Session:
         pending = _Pending(self._new_turn("audio", name), "audio", vad=vad)
         streaming = self._bg.run(self._stream(pending, pieces, realtime=realtime, chunk_ms=chunk_ms,
                                               end=(not vad) if end is None else end))
-        streaming.add_done_callback(lambda f: f.cancelled() or f.exception() is None
-                                    or pending.turn._fail(f.exception()))
+
+        def streamed(future: concurrent.futures.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                pending.turn._fail(future.exception())  # type: ignore[arg-type]
+
+        streaming.add_done_callback(streamed)
         return pending.turn
 
     def send_chunk(self, pcm16: bytes | bytearray | memoryview) -> None:
@@ -1027,9 +1043,6 @@ class Session:
             self._turns.append(turn)
         return turn
 
-    def _implicit_turn(self, kind: str, request: str | None) -> Turn:
-        return self._new_turn(kind, request)
-
     def _check_usable(self) -> None:
         if self._fatal is not None:
             raise ConnectionClosedError(self._fatal.code, self._fatal.reason, self._fatal.hint)
@@ -1050,24 +1063,33 @@ class Session:
 
     def _set_state(self, state: SessionState) -> None:
         self._state = state
-        if self._state_changed is not None:
-            self._state_changed.set()
-        self._state_changed = asyncio.Event()
+        self._wake_sender()
 
     def _ensure_loop_objects(self) -> None:
         if self._send_lock is None:
             self._send_lock = asyncio.Lock()
             self._queue_changed = asyncio.Event()
-            self._state_changed = asyncio.Event()
+        if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    def _stop_sender(self) -> None:
+        # A closed session keeps no task alive (nor itself, through it); opening again starts a new one.
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        self._sender = None
 
     async def _open(self) -> None:
         self._ensure_loop_objects()
         if not self._reconnecting:
             self._set_state(SessionState.CONNECTING)
         self._fatal = None
-        transport = await self._factory(self.url, subprotocol=self._subprotocol, secure=self._secure,
-                                        open_timeout=self._timeout)
+        try:
+            transport = await self._factory(self.url, subprotocol=self._subprotocol, secure=self._secure,
+                                            open_timeout=self._timeout)
+        except BaseException:
+            if not self._reconnecting:
+                self._set_state(SessionState.IDLE)
+            raise
         self._transport = transport
         self._conv = Conversation(Role.CLIENT)
         self._sent_times.clear()
@@ -1081,7 +1103,8 @@ class Session:
         if self._transport is None:
             await self._open()
 
-    async def _initialise(self, frame: Frame) -> Frame:
+    async def _initialise(self, frame: Frame,
+                          on_sent: Callable[[Mapping[str, Any]], None] | None = None) -> Frame:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Frame] = loop.create_future()
         self._init_waiter = waiter
@@ -1089,9 +1112,11 @@ class Session:
             assert self._send_lock is not None
             async with self._send_lock:
                 try:
-                    await self._send_now(frame)
+                    entry = await self._send_now(frame)
                 except LocalProtocolError as exc:
                     raise SessionError(f"cannot send {frame.type} now ({exc})") from None
+            if on_sent is not None:
+                on_sent(entry)
             if not self._reconnecting:
                 self._set_state(SessionState.INITIALISING)
             try:
@@ -1109,7 +1134,11 @@ class Session:
                                    "finish() or close() it first")
             await self._open_if_needed()
             self._tracker.expect_greeting(greeting)
-            await self._initialise(frame)
+
+            def sent(entry: Mapping[str, Any]) -> None:
+                greeting.sent = greeting.end = _stamp(entry)
+
+            await self._initialise(frame, sent)
         except BaseException as exc:
             greeting.turn._fail(exc if isinstance(exc, Exception) else SessionError("start was cancelled"))
             raise
@@ -1137,8 +1166,11 @@ class Session:
 
     async def _end(self, frame: Frame, why: str) -> None:
         """Send finish or close-connection after everything queued, then wait for the server to close."""
+        if self._state is SessionState.RECONNECTING:
+            self._stop_reconnecting(why)
         if self._transport is None or self._state in _TERMINAL:
-            self._finish_log()
+            if why != "reconnect":
+                self._finish_log()
             return
         if self._state is not SessionState.ACTIVE:
             await self._drop_socket(why)
@@ -1155,14 +1187,24 @@ class Session:
 
         self._enqueue(_Outgoing(frame, on_sent=on_sent))
         reader = self._reader
-        try:
-            await asyncio.wait_for(asyncio.shield(sent), self._timeout)
-            if reader is not None:
-                await asyncio.wait_for(asyncio.shield(reader), self._timeout)
-        except asyncio.TimeoutError:
+        if reader is not None:
+            # Sending fails if the socket dropped meanwhile; the reader then ends on its own.
+            await asyncio.wait({sent, reader}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader}, timeout=self._timeout)
+        if reader is None or not reader.done():
             await self._drop_socket(why)
         if why != "reconnect":
             self._finish_log()
+
+    def _stop_reconnecting(self, why: str) -> None:
+        """The user closed while the session was reconnecting: stop trying, leave the conversation open."""
+        code, reason = self._last_close
+        self._reconnecting = False
+        self._closed_error = ConnectionClosedError(
+            code, reason, "Reconnecting was stopped by close() or finish(); continue with session.reconnect().")
+        self._fail_queue(self._closed_error)
+        self._stop_sender()
+        self._set_state(SessionState.CLOSED)
 
     def _finish_log(self) -> None:
         self._log.close()
@@ -1189,6 +1231,7 @@ class Session:
         if transport is not self._transport:
             return
         self._transport = None
+        self._last_close = (code, reason)
         self._conv.connection_closed(code, reason)
         self._log.record_local("connection.closed", close_code=code, close_reason=reason, text=reason or None)
         why, self._user_closing = self._user_closing, None
@@ -1218,12 +1261,16 @@ class Session:
             hint = {
                 "finish": "The conversation is finished; start a new one with session.start().",
                 "close": "The connection was closed by close(); continue with session.reconnect().",
-                "reconnect": None,
+                "reconnect": "The connection was replaced by reconnect() or resume(); send this turn again.",
             }.get(why or "", "The conversation ended; start a new one with session.start().")
             self._closed_error = ConnectionClosedError(code, reason, hint)
             self._tracker.fail_all(self._closed_error)
             if why != "reconnect":
                 self._fail_queue(self._closed_error)
+            if why is None:
+                self._finish_log()  # the server ended it; close() and finish() close the log themselves
+            if why != "reconnect":
+                self._stop_sender()
             self._set_state(SessionState.CLOSED)
             return
         self._fail(error)
@@ -1232,8 +1279,9 @@ class Session:
         self._fatal = error
         self._tracker.fail_all(error)
         self._fail_queue(error)
-        self._set_state(SessionState.FAILED)
         self._finish_log()
+        self._stop_sender()
+        self._set_state(SessionState.FAILED)
 
     async def _auto_reconnect(self, code: int, reason: str) -> None:
         attempt = 0
@@ -1248,12 +1296,16 @@ class Session:
                     return  # the user closed or resumed meanwhile
                 try:
                     await self._open()
+                    if self._state is not SessionState.RECONNECTING:
+                        await self._drop_socket("close")
+                        return
                     await self._initialise(ContinueConversation(conversation_id=self.conversation_id or ""))
                     return
                 except ConnectionClosedError as exc:
                     code, reason = exc.code, exc.reason
                     try:
-                        retry = CloseCode(code).reconnect
+                        # 4429 too: the server may not have noticed yet that the old socket is gone.
+                        retry = CloseCode(code).reconnect or code == CloseCode.RATE_LIMITED
                     except ValueError:
                         retry = False
                     if not retry:
@@ -1329,7 +1381,6 @@ class Session:
             self._set_state(SessionState.ACTIVE)
             if self._init_waiter is not None and not self._init_waiter.done():
                 self._init_waiter.set_result(frame)
-            self._wake_sender()
             return
         if isinstance(frame, ServerError) and self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_exception(TurnError(frame.http_error_code, frame.error_description))

@@ -9,6 +9,7 @@ on a text, :func:`languages` on a frame log, then :func:`language_figure` to see
 from __future__ import annotations
 
 import math
+from html import escape
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -71,7 +72,7 @@ def language_figure(frames: pd.DataFrame, *, title: str = "Languages over time")
         figure.add_trace(go.Scatter(
             x=part["t"].to_numpy(float), y=part["language"].astype(object), mode="lines+markers", name=side,
             line={"shape": "hv", "color": _SIDE_COLOURS.get(side)}, marker={"size": 8},
-            customdata=part[["turn", "text"]].astype(object).to_numpy(),
+            customdata=[(turn, escape(text)) for turn, text in zip(part["turn"], part["text"])],
             hovertemplate=f"{side} turn %{{customdata[0]}}<br>%{{y}} at %{{x:.2f}} s<br>%{{customdata[1]}}"
                           "<extra></extra>"))
     switches = table[table["switched"].fillna(False).astype(bool)]
@@ -79,7 +80,7 @@ def language_figure(frames: pd.DataFrame, *, title: str = "Languages over time")
         figure.add_trace(go.Scatter(
             x=switches["t"].to_numpy(float), y=switches["language"].astype(object), mode="markers",
             name="switch", marker={"symbol": "star", "size": 16, "color": "#d62728"},
-            customdata=switches[["side", "text"]].astype(object).to_numpy(),
+            customdata=[(side, escape(text)) for side, text in zip(switches["side"], switches["text"])],
             hovertemplate="%{customdata[0]} switched to %{y} at %{x:.2f} s<br>%{customdata[1]}<extra></extra>"))
     present = [lang for lang in (*LANGUAGES, UNDETERMINED) if lang in set(table["language"].dropna())]
     figure.update_layout(title=title, xaxis_title="time (s, log clock)", yaxis_title="language",

@@ -125,7 +125,8 @@ _LATENCY_NOTE = ("<p class='note'>Milliseconds from the user's end of turn (the 
                  "audio (fillers included), first answer audio (fillers excluded) and interaction-complete. "
                  "The greeting is left out.</p>")
 _GAP_NOTE = ("<p class='note'>From the audio alone: the end of the user's last active frame (RMS above -40 dBFS) "
-             "to the agent's next onset, next to the frame log's latency to first audio.</p>")
+             "to the agent's next onset, next to the frame log's latency to first audio (which counts from the "
+             "user's end of turn).</p>")
 
 
 class _Figures:
@@ -146,6 +147,8 @@ def _section(name: str, body: str) -> str:
 
 
 def _format(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return ""
     if isinstance(value, tuple):
         return " | ".join(value)
     if isinstance(value, float) and not math.isnan(value):

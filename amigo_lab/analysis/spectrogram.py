@@ -20,6 +20,7 @@ from amigo_lab.analysis._frames import check_frames
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.turns import turns
 from amigo_lab.analysis.vad import vad_segments
+from amigo_lab.protocol import NewAudioMessage
 
 __all__ = ["silence_gap_latency", "spectrogram", "spectrogram_figure"]
 
@@ -33,9 +34,10 @@ def spectrogram(audio: np.ndarray, *, sr: int, t0: float = 0.0, n_mels: int = 64
                 fmax: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mel power spectrogram of ``audio`` in dB: ``(S_db, times, mel_freqs)``.
 
-    ``S_db`` has shape ``(n_mels, n_frames)``, in dB relative to a full-scale power of 1 (floored at
-    -100 dB). ``times`` (seconds) are frame centres shifted by ``t0``, the time of sample 0 (0 for
-    ``session.audio_track(...)``, which starts at the log's ``t = 0``). ``mel_freqs`` (Hz) are the centre
+    ``S_db`` has shape ``(n_mels, n_frames)``: mel power in dB against a fixed reference of 1.0
+    (``librosa.power_to_db(S, ref=1.0)``, floored at -100 dB), so tracks and sessions compare. ``times``
+    (seconds) are frame centres shifted by ``t0``, the time of sample 0 (0 for ``session.audio_track(...)``,
+    which starts at the log's ``t = 0``). ``mel_freqs`` (Hz) are the centre
     frequencies of the mel bands. ``hop_ms`` sets the frame step; ``n_fft`` defaults to the power of two at
     or above 25 ms of samples. Next: :func:`spectrogram_figure`.
     """
@@ -145,41 +147,72 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
     A cross-check of the frame log from the audio alone. Both tracks start at log time ``t0`` (0 for
     ``session.audio_track(...)``). The audio is cut into ``frame_ms`` frames; a frame is *active* when its
     RMS level exceeds ``threshold_db`` dBFS. For each turn whose user spoke (``user_kind`` ``audio`` or
-    ``voice``): ``agent_energy_start_t`` is the first agent onset (an active frame after an inactive one)
-    at or after the frame log's ``user_end_t`` and before the next turn starts; ``user_energy_end_t`` is
-    the end of the last active user frame between the turn's start and that onset;
-    ``silence_gap_ms`` = ``agent_energy_start_t - user_energy_end_t``. Shown next to the frame log's
-    ``latency_first_audio_ms`` (which counts from ``user_end_t``) and the difference between the two.
-    Times in s on the log clock; resolution ``frame_ms``.
+    ``voice``), within the turn (from its ``user_start_t`` to the next turn's):
+
+    - ``user_energy_end_t``: the end of the last active user frame;
+    - ``agent_energy_start_t``: the first agent onset (an active frame after an inactive one) after that;
+    - ``silence_gap_ms`` = ``agent_energy_start_t - user_energy_end_t``,
+
+    next to the frame log's ``latency_first_audio_ms`` (which counts from ``user_end_t``) and their
+    ``difference_ms``. Times in s on the log clock, to ``frame_ms``. ``note`` says why a gap is missing:
+    audio uploaded faster than real time has no real-time tracks to measure (``send_audio(realtime=False)``),
+    or no user speech or agent onset was found. The agent is assumed silent while the user speaks.
     """
     check_sr(sr)
     user = float_audio(user_audio, sr=sr)
     agent = float_audio(agent_audio, sr=sr)
     user_active, step = _active_frames(user, sr=sr, frame_ms=frame_ms, threshold_db=threshold_db)
     agent_active, _ = _active_frames(agent, sr=sr, frame_ms=frame_ms, threshold_db=threshold_db)
-    onsets = np.flatnonzero(agent_active & ~np.concatenate([[False], agent_active[:-1]]))
-    onset_times = t0 + onsets * step
+    user_ends = t0 + (np.flatnonzero(user_active) + 1) * step
+    onsets = t0 + np.flatnonzero(agent_active & ~np.concatenate([[False], agent_active[:-1]])) * step
     table = turns(frames)
+    pace = _upload_pace(check_frames(frames))
     starts = table["user_start_t"].to_numpy(float)
     out = []
     for i, row in enumerate(table.itertuples(index=False)):
-        if row.user_kind not in ("audio", "voice") or math.isnan(row.user_end_t):
+        if row.user_kind not in ("audio", "voice") or math.isnan(row.user_start_t):
             continue
-        later_starts = starts[i + 1:][~np.isnan(starts[i + 1:])]
-        until = later_starts.min() if len(later_starts) else math.inf
-        candidates = onset_times[(onset_times >= row.user_end_t - 1e-9) & (onset_times < until)]
-        agent_start = float(candidates[0]) if len(candidates) else math.nan
-        user_end = math.nan
-        if not math.isnan(agent_start):
-            begin = row.user_start_t if not math.isnan(row.user_start_t) else -math.inf
-            frame_starts = t0 + np.flatnonzero(user_active) * step
-            mine = frame_starts[(frame_starts >= begin - step) & (frame_starts < agent_start)]
-            user_end = float(mine[-1] + step) if len(mine) else math.nan
-        gap = (agent_start - user_end) * 1000.0
+        later = starts[i + 1:][~np.isnan(starts[i + 1:])]
+        until = later.min() if len(later) else math.inf
+        user_end = agent_start = math.nan
+        if pace(row.user_start_t, row.user_end_t) < _REAL_TIME_PACE:
+            note = "audio uploaded faster than real time"
+        else:
+            mine = user_ends[(user_ends > row.user_start_t) & (user_ends < until)]
+            if not len(mine):
+                note = "no user speech above the threshold"
+            else:
+                user_end = float(mine[-1])
+                after = onsets[(onsets >= user_end) & (onsets < until)]
+                agent_start = float(after[0]) if len(after) else math.nan
+                note = None if len(after) else "no agent onset above the threshold"
+        gap = round((agent_start - user_end) * 1000.0, 3)
         out.append({"turn": row.turn, "user_end_t": row.user_end_t, "user_energy_end_t": user_end,
-                    "agent_energy_start_t": agent_start, "silence_gap_ms": round(gap, 3),
+                    "agent_energy_start_t": agent_start, "silence_gap_ms": gap,
                     "latency_first_audio_ms": row.latency_first_audio_ms,
-                    "difference_ms": round(gap - row.latency_first_audio_ms, 3)})
+                    "difference_ms": round(gap - row.latency_first_audio_ms, 3), "note": note})
     columns = ["turn", "user_end_t", "user_energy_end_t", "agent_energy_start_t", "silence_gap_ms",
-               "latency_first_audio_ms", "difference_ms"]
-    return pd.DataFrame(out, columns=columns).astype({"turn": "int64", **dict.fromkeys(columns[1:], "float64")})
+               "latency_first_audio_ms", "difference_ms", "note"]
+    dtypes = {"turn": "int64", **dict.fromkeys(columns[1:-1], "float64"), "note": "string"}
+    return pd.DataFrame(out, columns=columns).astype(dtypes)
+
+
+# Audio sent at less than this fraction of real time (send span / audio duration) was uploaded in bursts.
+_REAL_TIME_PACE = 0.8
+
+
+def _upload_pace(frames: pd.DataFrame):
+    """A function of a time span giving how fast the user's audio sent in it went out: 1.0 = real time."""
+    sent = frames[(frames["direction"] == "sent") & (frames["type"] == NewAudioMessage.TYPE)
+                  & (frames["audio_bytes"].fillna(0) > 0)]
+    times = sent["t"].to_numpy(float)
+    durations = sent["audio_ms"].astype(float).fillna(0.0).to_numpy() / 1000.0
+
+    def pace(begin: float, end: float) -> float:
+        inside = (times >= begin - 0.05) & (times <= end)
+        if inside.sum() < 2:
+            return 1.0
+        span = times[inside][-1] + durations[inside][-1] - times[inside][0]
+        return span / max(durations[inside].sum(), 1e-9)
+
+    return pace

@@ -88,9 +88,9 @@ def turns(frames: pd.DataFrame) -> pd.DataFrame:
     started by external events alone, ``greeting``, ``agent`` = unprompted, ``unknown`` = the log lacks it):
 
     - ``vad_start_t`` / ``vad_end_t``: the server VAD's speech start/end. The server reports them as
-      ``vad_ms``, a position on the *user's audio clock* (ms of audio sent on this connection); the lab maps a
-      position to ``t`` of the sent chunk that carried it plus the offset inside the chunk. For audio streamed
-      in real time that is ``t`` of the first sent audio chunk + ``vad_ms / 1000``.
+      ``vad_ms``, a position on the *user's audio clock* (ms of audio sent on this connection since VAD was
+      switched on); the lab maps a position to ``t`` of the sent chunk that carried it plus the offset inside
+      the chunk. For audio streamed in real time that is ``t`` of the first sent audio chunk + ``vad_ms / 1000``.
     - ``audio_end_t``: ``t`` of the sent ``client.new-audio-message`` with ``audio: null`` (push-to-talk end).
     - ``user_start_t``: the sent text, the first audio chunk (push-to-talk), or ``vad_start_t``.
     - ``user_end_t``, **the user's end of turn**, from which every latency counts: the sent text; else the
@@ -111,9 +111,10 @@ def turns(frames: pd.DataFrame) -> pd.DataFrame:
     - ``reply_text`` (the complete's ``full_message``), ``filler_text``, ``n_fillers``, ``reply_audio_ms``
       (audio received for the answer), ``conversation_completed``.
 
-    Barge-in: ``interrupted`` is true when a ``server.vad-speech-started`` arrived while the agent was
-    speaking (from its first piece to the estimated end of its audio: first piece + audio duration), or the
-    client flushed the answer's playback. ``barge_in_t`` is when. ``heard_ms`` is how much of the answer the
+    Barge-in: ``interrupted`` is true when a ``server.vad-speech-started`` arrived while the agent's reply
+    was streaming (from its first piece to interaction-complete: the server then cuts the reply short), or
+    the client flushed the answer's playback (``playback.flushed``, e.g. the user spoke over audio still
+    playing after the interaction completed). ``barge_in_t`` is when. ``heard_ms`` is how much of the answer the
     user heard: the largest ``played_ms`` of the answer's ``playback.*`` entries when present
     (``heard_source`` ``"playback"``); else, if interrupted, the answer audio received before the barge-in,
     capped at the time since its first audio piece (``"frames"``); else all of its audio (``"frames"``).
@@ -191,11 +192,12 @@ def _attach_events(ex: Extracted) -> list[int | None]:
     return owners
 
 
-def _agent_speaking(inter: Interaction) -> tuple[float, float]:
+def _streaming(inter: Interaction) -> tuple[float, float]:
+    """From the interaction's first agent piece to its end (complete, voiding error or last frame)."""
     messages = list(inter.messages.values())
     if not messages:
         return NAN, NAN
-    return min(m.first_t for m in messages), max(m.end_t for m in messages)
+    return min(m.first_t for m in messages), inter.end_t
 
 
 def _interaction_row(ex: Extracted, inter: Interaction, user: Utterance | None,
@@ -254,7 +256,7 @@ def _user_fields(user: Utterance | None) -> dict[str, Any]:
 
 def _barge_in(ex: Extracted, inter: Interaction, row: dict[str, Any]) -> dict[str, Any]:
     answer = inter.answer
-    begin, end = _agent_speaking(inter)
+    begin, end = _streaming(inter)
     barge_in_t = next((m.t for m in ex.vad_marks if m.kind == "started" and begin <= m.t <= end), NAN)
     playback = ex.playback.get(answer.message_id, []) if answer is not None else []
     flushed = [float(p["t"]) for p in playback if p["type"] == PLAYBACK_FLUSHED]

@@ -7,6 +7,7 @@ and :func:`reference_vad_segments` runs a local VAD over recorded user audio to 
 from __future__ import annotations
 
 import math
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,8 @@ def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = N
       ``error``, ``close``, ``reconnecting``: points.
     - ``reference`` / ``speech``: rows of ``reference_vad`` (from :func:`reference_vad_segments`), if given.
 
-    Also ``message_id``, ``label`` (short text) and ``detail`` (hover text). Next: :func:`vad_timeline`.
+    Also ``message_id``, ``label`` (short text) and ``detail`` (hover text, HTML with texts escaped).
+    Next: :func:`vad_timeline`.
     """
     extracted = extract(frames)
     rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted), *_events(extracted, frames)]
@@ -123,7 +125,7 @@ def _client(ex: Extracted) -> list[dict[str, Any]]:
     for utterance in ex.utterances:
         if utterance.kind == "text":
             out.append(_row(utterance.text_t, utterance.text_t, "client", "text", label=_short(utterance.text),
-                            detail=f"user text at {utterance.text_t:.3f} s: {utterance.text}"))
+                            detail=f"user text at {utterance.text_t:.3f} s: {escape(utterance.text or '')}"))
     return out
 
 
@@ -131,9 +133,9 @@ def _agent(ex: Extracted) -> list[dict[str, Any]]:
     out = []
     for message in ex.messages():
         kind = "filler" if message.is_filler else "answer"
-        text = message.filler_text or message.text if message.is_filler else message.text
+        text = (message.filler_text or message.text) if message.is_filler else message.text
         detail = (f"agent {kind} {message.message_id}: {message.first_t:.3f}–{message.end_t:.3f} s, "
-                  f"{len(message.pieces)} pieces, {message.audio_ms:.0f} ms audio<br>{_short(text)}")
+                  f"{len(message.pieces)} pieces, {message.audio_ms:.0f} ms audio<br>{escape(_short(text))}")
         out.append(_row(message.first_t, message.end_t, "agent", kind, message_id=message.message_id,
                         label=_short(text), detail=detail))
     return out
@@ -155,7 +157,7 @@ def _events(ex: Extracted, frames: pd.DataFrame) -> list[dict[str, Any]]:
         t = float(rec["t"])
         if int(rec["seq"]) in event_seqs:
             out.append(_row(t, t, "event", "external-event", label=_short(opt_str(rec["text"])),
-                            detail=f"external event at {t:.3f} s: {opt_str(rec['text'])}"))
+                            detail=f"external event at {t:.3f} s: {escape(opt_str(rec['text']) or '')}"))
         elif is_frame(rec, SENT, NewAudioMessage.TYPE) and not carries_audio(rec):
             out.append(_row(t, t, "event", "audio-end", label="audio end",
                             detail=f"client ended its audio (audio: null) at {t:.3f} s"))
@@ -165,11 +167,11 @@ def _events(ex: Extracted, frames: pd.DataFrame) -> list[dict[str, Any]]:
                                                     f"{num(rec['played_ms']):.0f} ms played"))
         elif is_frame(rec, RECEIVED, ServerError.TYPE):
             out.append(_row(t, t, "event", "error", label=describe_error(rec),
-                            detail=f"server.error at {t:.3f} s: {describe_error(rec)}"))
+                            detail=f"server.error at {t:.3f} s: {escape(describe_error(rec))}"))
         elif is_frame(rec, LOCAL, CONNECTION_CLOSED):
             code = num(rec["close_code"])
             said = describe_close(None if math.isnan(code) else int(code), opt_str(rec["close_reason"]) or "")
-            out.append(_row(t, t, "event", "close", label="closed", detail=f"at {t:.3f} s {said}"))
+            out.append(_row(t, t, "event", "close", label="closed", detail=f"at {t:.3f} s {escape(said)}"))
         elif is_frame(rec, LOCAL, CONNECTION_RECONNECTING):
             out.append(_row(t, t, "event", "reconnecting", label="reconnecting",
                             detail=f"reconnecting at {t:.3f} s"))
@@ -179,9 +181,9 @@ def _events(ex: Extracted, frames: pd.DataFrame) -> list[dict[str, Any]]:
 def _reference(reference: pd.DataFrame) -> list[dict[str, Any]]:
     if not isinstance(reference, pd.DataFrame) or not {"start_t", "end_t"} <= set(reference.columns):
         raise AnalysisError("reference_vad must be the DataFrame from reference_vad_segments(audio, sr=...)")
-    return [_row(float(s), float(e), "reference", "speech",
-                 detail=f"reference VAD speech {float(s):.3f}–{float(e):.3f} s ({(float(e) - float(s)) * 1000:.0f} ms)")
-            for s, e in zip(reference["start_t"], reference["end_t"])]
+    spans = zip(reference["start_t"].astype(float), reference["end_t"].astype(float))
+    return [_row(s, e, "reference", "speech",
+                 detail=f"reference VAD speech {s:.3f}–{e:.3f} s ({(e - s) * 1000:.0f} ms)") for s, e in spans]
 
 
 # --- the figure ---------------------------------------------------------------------------------------
@@ -202,8 +204,8 @@ _COLOURS = {
     ("event", "close"): "#8c564b", ("event", "reconnecting"): "#bcbd22",
 }
 _SYMBOLS = {"barge-in": "star", "reset": "x", "external-event": "diamond", "audio-end": "triangle-left",
-            "playback-flushed": "square", "error": "x-thin-open", "close": "line-ns-open", "reconnecting": "circle-open",
-            "text": "circle"}
+            "playback-flushed": "square", "error": "x-thin-open", "close": "line-ns-open",
+            "reconnecting": "circle-open", "text": "circle"}
 # Events drawn also as a vertical line across every lane.
 _RULED = ("barge-in", "reset", "close")
 

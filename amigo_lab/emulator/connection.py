@@ -126,6 +126,7 @@ class Connection:
         self.params = params
         self.conversation = Conversation(Role.SERVER)
         self.record: ConversationRecord | None = None
+        self._holds_service = False
         self.service: "Service | None" = None
         self.voice: VoiceInput | None = None
         self._loop = asyncio.get_running_loop()
@@ -152,19 +153,21 @@ class Connection:
         """Serve the socket until it closes. Never raises: faults close this connection with 1011."""
         watchdog = asyncio.create_task(self._watch_idle())
         try:
+            # Keep reading after a close starts: the peer's close reply queues behind its earlier frames.
             async for message in self.ws:
                 if self._closing:
                     continue  # the close frame is on its way; later frames change nothing
-                await self._on_message(message)
+                try:
+                    await self._on_message(message)
+                except Refusal as refusal:
+                    self._close(refusal.close_code, refusal.reason)
+                except _Closing:
+                    pass
+                except Exception:
+                    logger.exception("connection of user %s failed", self.user_id)
+                    self._close(CloseCode.INTERNAL_ERROR, "internal error")
         except ConnectionClosed:
             pass
-        except _Closing:
-            pass
-        except Refusal as refusal:
-            self._close(refusal.close_code, refusal.reason)
-        except Exception:
-            logger.exception("connection of user %s failed", self.user_id)
-            self._close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._closing = True
             for task in (watchdog, self._worker):
@@ -175,8 +178,7 @@ class Connection:
                 await asyncio.gather(self._closer, return_exceptions=True)
             if self.voice is not None:
                 self.voice.close()
-            if self.record is not None:
-                self.runtime.store.release(self.record)
+            self._release()
             self.conversation.connection_closed(self.ws.close_code, self.ws.close_reason or "")
 
     async def _on_message(self, message: str | bytes) -> None:
@@ -245,6 +247,7 @@ class Connection:
 
     def _attach(self, record: ConversationRecord, service: "Service") -> None:
         self.record, self.service = record, service
+        self._holds_service = True
         self.voice = VoiceInput(
             audio_format=self.params.audio_format or "pcm",
             recognizer=self.runtime.recognizer(service),
@@ -499,7 +502,14 @@ class Connection:
         if self._closer is not None:
             return
         self._closing = True
+        self._release()  # a client may reconnect as soon as it sees the close frame
         self._closer = asyncio.create_task(self.ws.close(int(code), short_reason(reason)))
+
+    def _release(self) -> None:
+        """Give up this connection's hold on (user, service), once."""
+        if self.record is not None and self._holds_service:
+            self._holds_service = False
+            self.runtime.store.release(self.record)
 
     async def _watch_idle(self) -> None:
         idle_s = self._limits.idle_timeout_s

@@ -36,6 +36,8 @@ class Limits:
     new_conversations_per_minute: int = constants.MAX_NEW_CONVERSATIONS_PER_MINUTE
     keepalive_interval_s: float = constants.KEEPALIVE_INTERVAL_S
     keepalive_timeout_s: float = constants.KEEPALIVE_TIMEOUT_S
+    #: How long a close waits for the client's close reply before dropping the socket.
+    close_timeout_s: float = 3.0
     slow_tool_s: float = SLOW_TOOL_S
     filler_after_s: float = FILLER_AFTER_S
 
@@ -68,12 +70,16 @@ class Runtime:
         self.speech_cache = speech_cache
         self.counters = Counters()
         # Recognition, synthesis, MP3 coding and agents run here, never on the event loop.
-        self.executor = ThreadPoolExecutor(max_workers=min(16, 4 * (os.cpu_count() or 1)),
+        self.executor = ThreadPoolExecutor(max_workers=int(os.environ.get("EMU_WORKERS", "8")),
                                            thread_name_prefix="amigo-emulator")
+        # Built now (about 50 ms each, once per process) so no connection pays for it on the event loop.
+        self._recognizers = {service.id: recognizer_for(service.english_phrases()) for service in services.values()}
+        for recognizer in self._recognizers.values():
+            recognizer.preload(1)
 
     def recognizer(self, service: Service) -> Recognizer:
         """The recognizer listening for ``service``'s English phrases (its decoders pooled process-wide)."""
-        return recognizer_for(service.english_phrases())
+        return self._recognizers[service.id]
 
     def close(self) -> None:
         """Release the worker threads (running jobs finish on their own)."""

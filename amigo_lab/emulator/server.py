@@ -235,6 +235,7 @@ class Emulator:
             max_size=limits.max_frame_bytes,
             ping_interval=limits.keepalive_interval_s,
             ping_timeout=limits.keepalive_timeout_s,
+            close_timeout=limits.close_timeout_s,
             logger=logging.getLogger("amigo_lab.emulator.websockets"),
         )
         self._port = self._server.sockets[0].getsockname()[1]

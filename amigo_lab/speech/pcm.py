@@ -12,11 +12,6 @@ BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH // 1000
 """Bytes of PCM per millisecond of audio (32)."""
 
 
-def duration_ms(pcm: bytes) -> float:
-    """Return how many milliseconds of audio ``pcm`` holds."""
-    return len(pcm) / BYTES_PER_MS
-
-
 def as_bytes(pcm: bytes) -> bytes:
     """Return a chunk of a PCM16 stream as ``bytes`` (any length: a chunk may split a sample)."""
     if not isinstance(pcm, (bytes, bytearray, memoryview)):
@@ -25,7 +20,7 @@ def as_bytes(pcm: bytes) -> bytes:
 
 
 def require_pcm16(pcm: bytes) -> bytes:
-    """Return ``pcm`` as ``bytes`` after checking it holds whole 16-bit samples; raise :class:`SpeechError` if not."""
+    """Return ``pcm`` as ``bytes`` if it holds whole 16-bit samples; raise :class:`SpeechError` if not."""
     data = as_bytes(pcm)
     if len(data) % SAMPLE_WIDTH:
         raise SpeechError(f"PCM16 audio must have an even number of bytes, got {len(data)}")

@@ -68,7 +68,9 @@ def build_vocabulary(phrases: Iterable[str]) -> Vocabulary:
     kept.discard("")
     if not kept:
         raise SpeechError("no phrase has a word the English recognizer knows; nothing to recognize")
-    return Vocabulary(phrases=tuple(sorted(kept)), pronunciations=tuple(pronunciations), skipped_words=tuple(skipped))
+    return Vocabulary(
+        phrases=tuple(sorted(kept)), pronunciations=tuple(pronunciations), skipped_words=tuple(skipped)
+    )
 
 
 def to_jsgf(phrases: Iterable[str]) -> str:

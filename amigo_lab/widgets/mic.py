@@ -67,13 +67,13 @@ class Microphone(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self._lock = threading.Lock()
         self._session = session
         self._chunk_sinks: list[Callable[[bytes], None]] = []
         self._end_sinks: list[Callable[[], None]] = []
         self._chunks_received = 0
         self._bytes_received = 0
+        super().__init__(**kwargs)
         self.on_msg(self._handle_message)
 
     # --- wiring ----------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ class Microphone(anywidget.AnyWidget):
         with self._lock:
             self._session = session
         if session is not None and self.state == "streaming" and self.mode == "vad":
-            session.vad(True)
+            self._to_session(session.vad, True)
 
     def on_chunk(self, callback: Callable[[bytes], None]) -> Callable[[], None]:
         """Call ``callback(pcm16_bytes)`` for every 20 ms chunk sent to the kernel; returns a remover.

@@ -38,7 +38,7 @@ function render({ model, el }) {
     const busy = state === "connecting" || state === "closing";
     const live = state === "connected";
     connectButton.textContent = live || state === "closing" ? "Disconnect" : "Connect";
-    connectButton.disabled = busy || (!live && !model.get("can_connect"));
+    connectButton.disabled = busy;
     const id = model.get("conversation_id");
     conversation.textContent = id ? `conversation ${id}` : "";
     const vadState = model.get("vad");
@@ -76,7 +76,7 @@ function render({ model, el }) {
     model.send({ kind: live ? "disconnect" : "connect" });
   });
 
-  for (const name of ["state", "conversation_id", "vad", "latency_ms", "can_connect"]) {
+  for (const name of ["state", "conversation_id", "vad", "latency_ms"]) {
     model.on(`change:${name}`, renderHeader);
   }
   model.on("change:error", renderError);

@@ -71,7 +71,7 @@ class SessionView(anywidget.AnyWidget):
     Traits (all set from Python): ``state`` (one of :data:`PANEL_STATES`), ``conversation_id``,
     ``transcript`` (``[{"role": "user"|"agent"|"event", "text", "message_id", "interrupted",
     "filler"}]``), ``vad`` (``"off"``, ``"listening"``, ``"speech"``), ``latency_ms`` (the last turn's:
-    first agent piece minus the user's end of turn), ``error`` and ``hint``, ``can_connect``.
+    first agent piece minus the user's end of turn), ``error`` and ``hint``.
     The browser sends ``{"kind": "connect"}`` / ``{"kind": "disconnect"}`` from its button; the owning
     :class:`SessionPanel` handles them.
     """
@@ -86,10 +86,8 @@ class SessionView(anywidget.AnyWidget):
     latency_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     hint = traitlets.Unicode("").tag(sync=True)
-    can_connect = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self._lock = threading.RLock()
         self._lines: list[dict[str, Any]] = []
         self._streaming: set[str] = set()     # agent messages with pieces but no stop yet
@@ -97,6 +95,7 @@ class SessionView(anywidget.AnyWidget):
         self._user_end_t: float | None = None
         self._last_seq = -1
         self._remove_listener: Any = None
+        super().__init__(**kwargs)
 
     # --- following a session -----------------------------------------------------------------------------
 
@@ -307,15 +306,15 @@ class SessionPanel(ipywidgets.VBox):
     """
 
     def __init__(self, session: Any = None, *, mode: str = "push-to-talk", **connect_options: Any) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._owns_session = False
+        self._connect_options = dict(connect_options)
         self.view = SessionView()
         self.mic = Microphone(mode=mode)
         self.player = Player()
         super().__init__(children=[self.view, self.mic, self.player])
         self.add_class("amigo-session-panel")
-        self._lock = threading.Lock()
-        self._session: Any = None
-        self._owns_session = False
-        self._connect_options = dict(connect_options)
         self.view.on_msg(self._handle_view_message)
         if session is not None:
             self.attach(session)

@@ -190,6 +190,12 @@ function render({ model, el }) {
   });
   resume.addEventListener("click", () => context.resume().then(updateStatus));
   context.onstatechange = updateStatus;
+  // Browsers start audio suspended until the user interacts with the page; any click on it (such as
+  // starting the microphone) is enough to let the agent be heard.
+  const resumeOnGesture = () => {
+    if (context.state === "suspended") context.resume().then(updateStatus).catch(() => {});
+  };
+  document.addEventListener("pointerdown", resumeOnGesture, true);
 
   const timer = setInterval(report, REPORT_EVERY_MS);
   updateStatus();
@@ -197,6 +203,7 @@ function render({ model, el }) {
 
   return () => {
     disposed = true;
+    document.removeEventListener("pointerdown", resumeOnGesture, true);
     clearInterval(timer);
     flush();
     context.close().catch(() => {});

@@ -69,7 +69,6 @@ class Player(anywidget.AnyWidget):
     last_event = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         # One lock orders everything sent to the browser: pieces from the session's loop thread, the
         # pending queue emptied on "ready" from the comm thread, flushes from either.
         self._lock = threading.RLock()
@@ -80,6 +79,7 @@ class Player(anywidget.AnyWidget):
         self._session: Any = None
         self._remove_listener: Callable[[], None] | None = None
         self._report_sinks: list[Callable[[str, str, float], None]] = []
+        super().__init__(**kwargs)
         self.on_msg(self._handle_message)
         if session is not None:
             self.attach(session)
@@ -177,8 +177,9 @@ class Player(anywidget.AnyWidget):
         if isinstance(frame, VadSpeechStarted):
             self.flush()
         elif isinstance(frame, NewMessage):
-            session = self._session
-            if session is None or getattr(session, "response_format", "voice") != "voice":
+            # The log names the audio format of voice pieces only; text pieces have none and are not played.
+            fmt = entry.get("audio_format")
+            if fmt not in ("pcm", "mp3"):
                 return
             try:
                 audio = frame.audio_bytes() if frame.message else b""
@@ -186,7 +187,6 @@ class Player(anywidget.AnyWidget):
                 _log.warning("agent piece %s/%d is not base64 audio; not played", frame.message_id,
                              frame.sequence_number)
                 return
-            fmt = entry.get("audio_format") or getattr(session, "audio_format", "pcm")
             self.feed(audio, message_id=frame.message_id, audio_format=fmt, stop=frame.stop)
 
     # --- messages from the browser -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ CONVERSATION = "a" * 24
 
 
 class Log:
-    """Appends entries in call order (``seq``); each helper takes the entry's ``t`` in seconds."""
+    """Collects entries; each helper takes the entry's ``t`` in seconds. ``seq`` follows ``t``."""
 
     def __init__(self, *, audio_format: str | None = "pcm") -> None:
         self.rows: list[dict] = []
@@ -109,7 +109,9 @@ class Log:
 
     # output ---------------------------------------------------------------------------------------------
     def frames(self) -> pd.DataFrame:
-        table = pd.DataFrame(self.rows, columns=list(SCHEMA))
+        # Entries are numbered in time order (stable), as a real log's are, whatever order they were added in.
+        rows = sorted(self.rows, key=lambda row: row["t"])
+        table = pd.DataFrame(rows, columns=list(SCHEMA))
         table["seq"] = np.arange(len(table))
         table["wall"] = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(table["t"], unit="s")
         table["conversation_id"] = table["conversation_id"].astype("string").fillna(CONVERSATION)

@@ -103,17 +103,17 @@ def test_barge_in_marks_the_turn_interrupted_with_heard_ms_from_frames():
     log.stream(2.0, 2000)
     log.vad(2.5, "started", 200).vad(3.2, "ended", 1000)
     log.user_message(3.3, "tell me everything", "u1")
-    for k in range(5):  # 160 ms pieces from 3.6 s: speaking until 4.4 s
-        log.audio_piece(3.6 + k * 0.16, "m1", k)
+    for k in range(3):  # 160 ms pieces, sent ahead of real time from 3.6 s
+        log.audio_piece(3.6 + k * 0.1, "m1", k)
     log.vad(4.0, "started", 2200)  # the user speaks again at 4.0 s
-    log.audio_piece(4.05, "m1", 5, ms=0, stop=True)
+    log.audio_piece(4.05, "m1", 3, ms=0, stop=True)
     log.complete(4.1, "m1", "Well, there is")
     row = turns(log.frames()).iloc[1]
     assert row["interrupted"]
     assert row["barge_in_t"] == 4.0
     # 480 ms had arrived before 4.0 s, but only 400 ms can have played since the first audio at 3.6 s.
     assert row["heard_ms"] == pytest.approx(400.0) and row["heard_source"] == "frames"
-    assert row["reply_audio_ms"] == 800.0
+    assert row["reply_audio_ms"] == 480.0
 
 
 def test_heard_ms_comes_from_playback_reports_when_present():
@@ -251,3 +251,51 @@ def test_bad_input_is_a_clear_error():
         turns(pd.DataFrame({"seq": [0], "t": [0.0]}))
     with pytest.raises(AnalysisError, match="turns"):
         latency_summary(pd.DataFrame({"x": [1]}))
+
+
+def test_speech_after_complete_is_not_a_server_barge_in():
+    log = greeting(Log())  # its 320 ms of audio would play until 0.82 s, after complete at 0.7 s
+    log.stream(0.7, 1000).vad(0.76, "started", 40)
+    row = turns(log.frames()).iloc[0]
+    assert not row["interrupted"] and row["heard_ms"] == 320.0
+
+
+def test_switching_vad_on_restarts_the_audio_clock():
+    log = greeting(Log())
+    log.stream(1.0, 1000).audio_end(2.0)  # push-to-talk first
+    log.user_message(2.2, "hi", "u1").text_piece(2.4, "m1", 0, "Hello", stop=True).complete(2.5, "m1", "Hello")
+    log.add(3.0, "sent", "client.switch-vad-mode", vad_mode_on=True)
+    log.add(3.01, "received", "server.vad-mode-switched", vad_mode_on=True)
+    log.stream(3.1, 2000).vad(3.5, "started", 200).vad(4.6, "ended", 900)
+    log.user_message(4.7, "hours", "u2").text_piece(4.9, "m2", 0, "Nine", stop=True)
+    log.complete(5.0, "m2", "Nine", interaction_id="i2")
+    row = turns(log.frames()).iloc[2]
+    assert row["vad_start_t"] == pytest.approx(3.3) and row["user_end_t"] == pytest.approx(4.0)
+
+
+def test_a_vad_position_is_never_placed_after_its_report():
+    log = greeting(Log())
+    log.stream(2.0, 600).audio_end(2.6)
+    log.vad(2.3, "started", 100).vad(2.9, "ended", 1100)  # the server padded the stream with silence
+    log.user_message(3.0, "hi", "u1").text_piece(3.2, "m1", 0, "Hello", stop=True).complete(3.3, "m1", "Hello")
+    row = turns(log.frames()).iloc[1]
+    assert row["vad_end_t"] == 2.9 and row["audio_end_t"] == 2.6
+    assert row["user_end_t"] == 2.6  # the earlier of the two ends
+
+
+def test_a_cough_reset_by_the_server_is_not_a_turn():
+    log = greeting(Log())
+    log.stream(2.0, 3000)
+    log.vad(2.3, "started", 100).vad(2.9, "reset-zero", 250)
+    log.vad(3.6, "started", 1200).vad(4.6, "ended", 2000)
+    log.user_message(4.7, "hi", "u1").text_piece(4.9, "m1", 0, "Hello", stop=True).complete(5.0, "m1", "Hello")
+    table = turns(log.frames())
+    assert len(table) == 2
+    assert table.iloc[1]["vad_start_t"] == pytest.approx(3.2) and table.iloc[1]["user_end_t"] == pytest.approx(4.0)
+
+
+def test_with_vad_on_the_end_of_audio_alone_is_not_a_turn():
+    log = greeting(Log())
+    log.add(1.0, "sent", "client.switch-vad-mode", vad_mode_on=True)
+    log.stream(1.1, 500).audio_end(1.6)  # silence only: the server's VAD heard nothing
+    assert len(turns(log.frames())) == 1

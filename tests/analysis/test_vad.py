@@ -20,10 +20,10 @@ def busy_log() -> Log:
     log.user_message(4.1, "what time do you open", "u1")
     log.action(4.2, "action-too-long", filler="One moment")
     log.audio_piece(4.3, "f", 0, ms=500, chars="One moment", stop=True)
-    for k in range(5):
-        log.audio_piece(5.0 + k * 0.16, "m1", k)
+    for k in range(4):  # 640 ms of audio, sent ahead of real time
+        log.audio_piece(5.0 + k * 0.1, "m1", k)
     log.vad(5.4, "started", 3300)
-    log.audio_piece(5.45, "m1", 5, ms=0, stop=True).complete(5.5, "m1", "We open")
+    log.audio_piece(5.45, "m1", 4, ms=0, stop=True).complete(5.5, "m1", "We open")
     log.vad(5.9, "reset-zero", 3400)
     log.event(6.5, "order 42 shipped")
     log.error(6.6, 400, "unknown frame type")
@@ -41,7 +41,7 @@ def test_vad_segments_lists_speech_and_events():
     client = by[("client", "audio")]
     assert client["start_t"].iloc[0] == 2.0 and client["end_t"].iloc[0] == pytest.approx(6.0)
     answers = by[("agent", "answer")].set_index("message_id")
-    assert answers.loc["m1", "start_t"] == 5.0 and answers.loc["m1", "end_t"] == pytest.approx(5.8)
+    assert answers.loc["m1", "start_t"] == 5.0 and answers.loc["m1", "end_t"] == pytest.approx(5.64)
     filler = by[("agent", "filler")]
     assert filler["message_id"].iloc[0] == "f" and filler["end_t"].iloc[0] == pytest.approx(4.8)
     assert filler["label"].iloc[0] == "One moment"

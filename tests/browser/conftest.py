@@ -29,13 +29,6 @@ SPOKEN_TEXT = "what are your opening hours"
 LEAD_SILENCE_MS = 400
 
 
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="session")
 def chromium_executable() -> str:
     if CHROMIUM.exists():
@@ -59,11 +52,10 @@ def speech_wav(tmp_path_factory, reply_gap_ms) -> Path:
     Chromium loops the file, so the question comes again while the agent is still answering the first
     one: that second utterance is the barge-in.
     """
-    from amigo_lab.audio import silence, write_wav
+    from amigo_lab.audio import pcm16_to_float, silence, write_wav
     from amigo_lab.speech import Synthesizer
 
-    speech = Synthesizer().synthesize(SPOKEN_TEXT)
-    voice = np.frombuffer(speech.pcm, dtype="<i2").astype(np.float32) / 32768.0
+    voice = pcm16_to_float(Synthesizer().synthesize(SPOKEN_TEXT).pcm)
     track = np.concatenate([silence(LEAD_SILENCE_MS, sr=16000), voice, silence(reply_gap_ms, sr=16000)])
     path = tmp_path_factory.mktemp("fake-mic") / "opening-hours.wav"
     write_wav(path, track.astype(np.float32), sr=16000)
@@ -77,16 +69,18 @@ def reply_gap_ms() -> int:
 
     Measured on the embedded emulator with the same audio, so it holds on slow and fast machines alike.
     """
-    import amigo_lab
+    from amigo_lab.connect import connect
+    from amigo_lab.emulator import Emulator
     from amigo_lab.speech import Synthesizer
 
     speech = Synthesizer().synthesize(SPOKEN_TEXT)
-    session = amigo_lab.connect()
-    try:
-        session.greeting.result(timeout=60)
-        reply = session.send_audio(speech.pcm, sr=16000, realtime=False).result(timeout=60)
-    finally:
-        session.close()
+    with Emulator(realtime=False) as emulator:
+        session = connect(emulator=emulator)
+        try:
+            session.greeting.result(timeout=60)
+            reply = session.send_audio(speech.pcm, sr=16000, realtime=False).result(timeout=60)
+        finally:
+            session.finish()
     reply_ms = len(reply.audio) / reply.sr * 1000.0
     latency_ms = float(reply.timings.get("latency_ms") or 1500.0)
     if reply_ms < 1500:
@@ -215,10 +209,11 @@ async (code) => {
 """
 
 _KERNEL_IDLE = """
-() => {
+(name) => {
   const panel = window.jupyterapp?.shell?.currentWidget;
   const context = panel?.sessionContext;
-  return Boolean(context?.session?.kernel && context.session.kernel.status === "idle" && panel.content?.widgets?.length);
+  return Boolean(panel?.context?.path === name && context?.session?.kernel
+                 && context.session.kernel.status === "idle" && panel.content?.widgets?.length);
 }
 """
 
@@ -260,12 +255,17 @@ class NotebookPage:
         """Evaluate ``expression`` in the kernel and return its value, passed through JSON."""
         return json.loads(self.run(f"import json as _json\nprint(_json.dumps({expression}))"))
 
+    def poll(self, predicate, *, timeout: float, what: str):
+        """Call ``predicate()`` until it returns something truthy; return that."""
+        return wait_for(predicate, timeout=timeout, what=what)
+
     def wait_for(self, expression: str, *, timeout: float, what: str):
         """Poll a kernel expression (JSON-able) until it is truthy; return its value."""
         return wait_for(lambda: self.json(expression), timeout=timeout, what=what)
 
-    def wait_for_kernel(self, *, timeout: float = 90) -> None:
-        self.page.wait_for_function(_KERNEL_IDLE, timeout=timeout * 1000)
+    def wait_for_kernel(self, name: str, *, timeout: float = 90) -> None:
+        """Wait until notebook ``name`` is the one on screen and its kernel is idle."""
+        self.page.wait_for_function(_KERNEL_IDLE, arg=name, timeout=timeout * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -286,9 +286,11 @@ def open_notebook(browser, jupyter_lab):
         contexts.append(context)
         context.add_init_script(TRACK_RECORDER)
         page = context.new_page()
-        page.goto(f"{jupyter_lab['url']}/lab/tree/{name}?token={jupyter_lab['token']}")
+        # A workspace of its own, reset: JupyterLab would otherwise reopen earlier tests' notebooks.
+        workspace = Path(name).stem
+        page.goto(f"{jupyter_lab['url']}/lab/workspaces/{workspace}/tree/{name}?reset&token={jupyter_lab['token']}")
         notebook_page = NotebookPage(page)
-        notebook_page.wait_for_kernel()
+        notebook_page.wait_for_kernel(name)
         return notebook_page
 
     yield open_

@@ -116,6 +116,9 @@ class Client:
         while True:
             opcode, frame = self.ws.recv_data_frame(True)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                # websocket-client has already answered the close frame; drop the TCP connection too, as a
+                # browser does, so the server is not left waiting for it.
+                self.ws.shutdown()
                 raise Closed(*_close_payload(frame.data))
             if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
                 continue
@@ -188,10 +191,12 @@ class Client:
         return created
 
     def close(self) -> None:
+        """Close the connection (a no-op once the server has closed it)."""
         try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001 - the socket may already be gone after a server close
-            pass
+            self.ws.close(timeout=1)
+        except (OSError, websocket.WebSocketException):
+            pass  # the peer may already be gone
+        self.ws.shutdown()
 
 
 def trace(frames: Iterable[dict]) -> list[str]:
@@ -220,7 +225,9 @@ def check_interaction(frames: list[dict], *, user_turn: bool) -> dict:
     """
     body = [f for f in frames if f["type"] not in VAD_TYPES | {"server.vad-mode-switched"}]
     seen = trace(frames)
-    assert body and body[-1]["type"] == "server.interaction-complete", f"§2.4: must end with interaction-complete: {seen}"
+    assert body and body[-1]["type"] == "server.interaction-complete", (
+        f"§2.4: must end with interaction-complete: {seen}"
+    )
     unknown = [f["type"] for f in body if f["type"] not in SERVER_TYPES]
     assert not unknown, f"frame types outside §4: {unknown}"
     if user_turn:
@@ -282,7 +289,9 @@ def connect(emulator):
     """Open clients on the fresh emulator; all are closed at the end of the test."""
     opened: list[Client] = []
 
-    def _connect(query: str | None = "response_format=text", *, org: str = DEFAULT_ORG, token: str | None = DEFAULT_TOKEN):
+    def _connect(
+        query: str | None = "response_format=text", *, org: str = DEFAULT_ORG, token: str | None = DEFAULT_TOKEN
+    ) -> Client:
         client = Client(endpoint(emulator.port, org=org, query=query), token=token)
         opened.append(client)
         return client
@@ -312,7 +321,9 @@ def silence(ms: int) -> bytes:
 def test_the_offered_subprotocol_is_echoed_exactly(connect):
     client = connect()
     echoed = client.ws.getheaders().get("sec-websocket-protocol")
-    assert echoed == client.offered, f"§1: the server must echo the offered subprotocol; offered {client.offered!r}, got {echoed!r}"
+    assert echoed == client.offered, (
+        f"§1: the server must echo the offered subprotocol; offered {client.offered!r}, got {echoed!r}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -327,7 +338,7 @@ def test_the_offered_subprotocol_is_echoed_exactly(connect):
             ("response_format unknown", DEFAULT_TOKEN, DEFAULT_ORG, "response_format=video", 4400),
             ("voice without audio_format", DEFAULT_TOKEN, DEFAULT_ORG, "response_format=voice", 4400),
             ("audio_format unknown", DEFAULT_TOKEN, DEFAULT_ORG, "response_format=voice&audio_format=ogg", 4400),
-            ("action filter not a regex", DEFAULT_TOKEN, DEFAULT_ORG, "response_format=text&current_agent_action_type=(", 4400),
+            ("bad action filter", DEFAULT_TOKEN, DEFAULT_ORG, "response_format=text&current_agent_action_type=(", 4400),
         ]
     ],
 )
@@ -338,7 +349,9 @@ def test_a_bad_connection_is_accepted_then_closed_with_its_code(connect, case, t
             f"§1 (C): the upgrade is accepted echoing the offered subprotocol even for {case}"
         )
     got, reason, before = client.expect_close()
-    assert (got, before) == (code, []), f"{case}: §1/§5 expect close {code} at once; got {got} {reason!r} after {trace(before)}"
+    assert (got, before) == (code, []), (
+        f"{case}: §1/§5 expect close {code} at once; got {got} {reason!r} after {trace(before)}"
+    )
     assert reason, f"{case}: §1 (C) the close carries a short reason"
 
 
@@ -544,7 +557,9 @@ def test_external_event_during_user_input_is_context_for_that_turn(connect, ques
     assert words(turn[0]["user_message"]) == QUESTION, (
         f"§3: an event sent during the user's input joins that turn rather than starting its own: {trace(turn)}"
     )
-    assert "friday" in complete["full_message"].lower(), f"the reply should reflect the event: {complete['full_message']!r}"
+    assert "friday" in complete["full_message"].lower(), (
+        f"the reply should reflect the event: {complete['full_message']!r}"
+    )
 
 
 def test_external_event_alone_starts_an_interaction(connect):
@@ -564,27 +579,57 @@ def test_external_event_alone_starts_an_interaction(connect):
 # --- Agent actions (§1 current_agent_action_type, §4) --------------------------------------------------
 
 
+def _one_turn(port: int, query: str, text: str) -> list[dict]:
+    client = Client(endpoint(port, query=query))
+    try:
+        client.start()
+        client.recv_until("server.interaction-complete")
+        client.send("client.new-text-message", text=text, message_type="user-message")
+        turn = client.recv_until("server.interaction-complete")
+        client.send("client.finish-conversation")
+        client.expect_close()
+        return turn
+    finally:
+        client.close()
+
+
 def test_agent_actions_are_sent_only_when_the_filter_admits_them(emulator):
-    booking = "i would like to book an appointment"
-    seen_actions = {}
-    for query in ("response_format=text", "response_format=text&current_agent_action_type=.*"):
-        client = Client(endpoint(emulator.port, query=query))
-        try:
-            client.start()
-            client.recv_until("server.interaction-complete")
-            client.send("client.new-text-message", text=booking, message_type="user-message")
-            turn = client.recv_until("server.interaction-complete")
-            check_interaction(turn, user_turn=True)
-            seen_actions[query] = [f["action"] for f in turn if f["type"] == "server.current-agent-action"]
-            client.send("client.finish-conversation")
-            client.expect_close()
-        finally:
-            client.close()
-    assert seen_actions["response_format=text"] == [], "§1: without the filter no current-agent-action is sent"
-    actions = seen_actions["response_format=text&current_agent_action_type=.*"]
-    assert actions and all(isinstance(a, dict) and isinstance(a.get("type"), str) for a in actions), actions
+    turn = _one_turn(emulator.port, "response_format=text", "i want to cancel my appointment")
+    check_interaction(turn, user_turn=True)
+    assert "server.current-agent-action" not in [f["type"] for f in turn], (
+        f"§1: without current_agent_action_type no current-agent-action is sent: {trace(turn)}"
+    )
+    only_ended = "response_format=text&current_agent_action_type=^tool-call-ended$"
+    turn = _one_turn(emulator.port, only_ended, "i want to cancel my appointment")
+    actions = [f["action"] for f in turn if f["type"] == "server.current-agent-action"]
+    assert [a.get("type") for a in actions] == ["tool-call-ended"], (
+        f"§1: only action types matching the filter are sent: {trace(turn)}"
+    )
+
+
+def test_a_filler_is_its_own_message_announced_by_action_too_long(emulator):
+    every_action = "response_format=text&current_agent_action_type=.*"
+    turn = _one_turn(emulator.port, every_action, "i would like to book an appointment")
+    complete = check_interaction(turn, user_turn=True)
+    seen = trace(turn)
+    actions = [f["action"] for f in turn if f["type"] == "server.current-agent-action"]
+    assert all(isinstance(a, dict) and isinstance(a.get("type"), str) for a in actions), actions
     types = [a["type"] for a in actions]
-    assert "tool-call-started" in types and "tool-call-ended" in types, types
+    assert "tool-call-started" in types and "tool-call-ended" in types, seen
+    too_long = next(
+        (f for f in turn if f["type"] == "server.current-agent-action" and f["action"]["type"] == "action-too-long"),
+        None,
+    )
+    assert too_long is not None and isinstance(too_long["action"].get("filler"), str), (
+        f"§4 (C): action-too-long with filler: {seen}"
+    )
+    messages = list(dict.fromkeys(f["message_id"] for f in turn if f["type"] == "server.new-message"))
+    assert len(messages) == 2 and messages[-1] == complete["message_id"], (
+        f"§4 (C): the filler has its own message_id, and interaction-complete names the answer: {seen}"
+    )
+    filler_pieces = pieces_of(turn, messages[0])
+    assert turn.index(too_long) < turn.index(filler_pieces[0]), f"§4 (C): action-too-long precedes the filler: {seen}"
+    assert "".join(p["message"] for p in filler_pieces).strip() == too_long["action"]["filler"].strip()
 
 
 # --- §2 Lifecycle and §5 close codes -------------------------------------------------------------------
@@ -615,6 +660,26 @@ def test_close_connection_then_continue_the_conversation(connect):
     assert code == 4409, f"§5: continuing a finished conversation is 4409, got {code} {reason!r} after {trace(before)}"
 
 
+def test_reconnecting_as_soon_as_the_server_closed_is_accepted(connect):
+    """§5 says after 1000 the client need do nothing, and §2.5 leaves the conversation open for Option B.
+
+    A client that reconnects the moment it has the close frame (and has dropped its socket) must not find
+    its old connection still counted against §6's one open connection per user and service.
+    """
+    client = connect()
+    conversation_id = client.start()["conversation_id"]
+    client.recv_until("server.interaction-complete")
+    for attempt in range(10):
+        client.send("client.close-connection")
+        assert client.expect_close()[0] == 1000
+        client = connect()
+        client.send("client.continue-conversation", conversation_id=conversation_id)
+        try:
+            client.recv_until("server.conversation-continued")
+        except AssertionError as exc:
+            raise AssertionError(f"reconnect #{attempt + 1} right after close 1000 was refused: {exc}") from None
+
+
 def test_the_agent_ending_the_conversation_closes_1000(connect):
     client = connect("response_format=text")
     client.start()
@@ -623,7 +688,9 @@ def test_the_agent_ending_the_conversation_closes_1000(connect):
     complete = check_interaction(client.recv_until("server.interaction-complete"), user_turn=True)
     assert complete["conversation_completed"] is True, complete
     code, reason, after = client.expect_close()
-    assert (code, after) == (1000, []), f"§2.5 (C): the server closes with 1000, got {code} {reason!r} after {trace(after)}"
+    assert (code, after) == (1000, []), (
+        f"§2.5 (C): the server closes with 1000, got {code} {reason!r} after {trace(after)}"
+    )
 
 
 def test_continue_an_unknown_conversation_is_4404(connect):
@@ -635,7 +702,10 @@ def test_continue_an_unknown_conversation_is_4404(connect):
 
 @pytest.mark.parametrize(
     "fields",
-    [{"service_id": "ffffffffffffffffffffffff"}, {"service_id": DEFAULT_SERVICE_ID, "service_version_set_name": "nope"}],
+    [
+        {"service_id": "ffffffffffffffffffffffff"},
+        {"service_id": DEFAULT_SERVICE_ID, "service_version_set_name": "nope"},
+    ],
     ids=["unknown service", "unknown version set"],
 )
 def test_start_an_unknown_service_or_version_set_is_4404(connect, fields):
@@ -654,7 +724,9 @@ def test_second_start_while_one_is_unfinished_is_4409(connect):
     second = connect()
     second.send("client.start-conversation", service_id=DEFAULT_SERVICE_ID)
     code, reason, before = second.expect_close()
-    assert code == 4409, f"§2/§5: one unfinished conversation per user and service; got {code} {reason!r} after {trace(before)}"
+    assert code == 4409, (
+        f"§2/§5: one unfinished conversation per user and service; got {code} {reason!r} after {trace(before)}"
+    )
 
 
 def test_start_twice_on_one_connection_is_4400(connect):
@@ -723,7 +795,9 @@ def test_more_than_five_new_conversations_a_minute_is_4429(connect):
     client = connect()
     client.send("client.start-conversation", service_id=DEFAULT_SERVICE_ID)
     code, reason, before = client.expect_close()
-    assert code == 4429, f"§6: at most 5 new conversations a minute; the 6th got {code} {reason!r} after {trace(before)}"
+    assert code == 4429, (
+        f"§6: at most 5 new conversations a minute; the 6th got {code} {reason!r} after {trace(before)}"
+    )
 
 
 def test_more_than_a_hundred_frames_a_second_is_4429(connect):
@@ -737,12 +811,16 @@ def test_more_than_a_hundred_frames_a_second_is_4429(connect):
 
 
 def test_emulator_shutdown_closes_1001():
+    outcome: list = []
     with Emulator(realtime=False) as emu:
         client = Client(endpoint(emu.port))
         client.start()
         client.recv_until("server.interaction-complete")
-    try:
-        code, reason, before = client.expect_close()
-    finally:
-        client.close()
+        # Keep reading while the emulator stops, so its close frame is answered at once.
+        reader = threading.Thread(target=lambda: outcome.append(client.expect_close()), daemon=True)
+        reader.start()
+    reader.join(timeout=RECV_TIMEOUT_S)
+    client.close()
+    assert outcome, "the emulator stopped without closing the connection"
+    code, reason, before = outcome[0]
     assert code == 1001, f"§5: the emulator shutting down is 1001, got {code} {reason!r} after {trace(before)}"

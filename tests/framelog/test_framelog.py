@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,8 +272,9 @@ def test_default_folder_is_fresh_and_quiet(capsys):
         assert one.path.parent == default_sessions_dir() == two.path.parent and one.path != two.path
         assert capsys.readouterr() == ("", "")
     finally:
-        one.close()
-        two.close()
+        for log in (one, two):
+            log.close()
+            shutil.rmtree(log.path)
 
 
 def test_recording_after_close_appends(log):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
@@ -23,16 +25,32 @@ def magics(ip):
     magics.shutdown()
 
 
+# One user per connect: the protocol allows one unfinished conversation per user and service, and tests
+# leave conversations open on purpose (%amigo close).
+TOKENS = {f"token-{i}": f"user-{i}" for i in range(100)}
+_next_token = itertools.count()
+
+
 @pytest.fixture(scope="module")
 def emulator():
-    with Emulator(realtime=False, limits=Limits(new_conversations_per_minute=10_000)) as emu:
+    with Emulator(realtime=False, tokens=TOKENS, limits=Limits(new_conversations_per_minute=10_000)) as emu:
         yield emu
+
+
+@pytest.fixture(scope="module")
+def service(emulator):
+    return emulator.services[DEFAULT_SERVICE_ID]
+
+
+@pytest.fixture(scope="module")
+def opening_hours_answer(service) -> str:
+    return next(intent.reply["eng"] for intent in service.intents if intent.name == "opening_hours")
 
 
 @pytest.fixture
 def connect_line(emulator):
     """``%amigo connect`` arguments that reach the module's emulator as if it were a remote service."""
-    return (f"connect --org {emulator.org} --token {emulator.token} --host 127.0.0.1:{emulator.port} "
+    return (f"connect --org {emulator.org} --token token-{next(_next_token)} --host 127.0.0.1:{emulator.port} "
             f"--service {DEFAULT_SERVICE_ID}")
 
 
@@ -43,42 +61,56 @@ def connected(ip, magics, connect_line, capsys):
     return magics.session
 
 
-def test_connect_prints_the_greeting_and_shares_the_session(ip, magics, connect_line, capsys):
+def test_connect_prints_the_greeting_and_shares_the_session(ip, magics, connect_line, capsys, service):
     ip.run_line_magic("amigo", connect_line)
     out = capsys.readouterr().out
     assert f"connected: conversation {magics.session.conversation_id}" in out
-    assert "agent: Hello, this is Riverside Clinic" in out
+    assert f"agent: {service.greeting['eng']}" in out
     assert ip.user_ns["amigo_session"] is magics.session
-    assert (magics.session.response_format, magics.session.audio_format) == ("voice", "pcm")
+    assert (magics.session.params.response_format, magics.session.params.audio_format) == ("voice", "pcm")
 
 
-def test_connect_without_credentials_uses_the_embedded_emulator(ip, magics, capsys, monkeypatch):
+def test_connect_without_credentials_uses_the_embedded_emulator(ip, magics, capsys, monkeypatch, service):
     for name in ("AMIGO_ORG", "AMIGO_TOKEN", "AMIGO_HOST"):
         monkeypatch.delenv(name, raising=False)
     ip.run_line_magic("amigo", "connect --text")
-    out = capsys.readouterr().out
-    assert "agent: Hello" in out
-    assert magics.session.url.startswith("ws://127.0.0.1:")
-    assert magics.session.response_format == "text"
+    try:
+        out = capsys.readouterr().out
+        assert f"agent: {service.greeting['eng']}" in out
+        assert magics.session.url.startswith("ws://127.0.0.1:")
+        assert magics.session.params.response_format == "text"
+    finally:
+        ip.run_line_magic("amigo", "finish")      # the shared emulator's user may start again later
 
 
 def test_format_flags(ip, magics, connect_line):
     ip.run_line_magic("amigo", connect_line + " --mp3")
-    assert magics.session.audio_format == "mp3"
+    assert magics.session.params.audio_format == "mp3"
 
 
-def test_say_prints_the_reply(ip, connected, capsys):
+def test_connecting_again_finishes_the_previous_conversation(ip, magics, emulator, capsys):
+    line = (f"connect --org {emulator.org} --token token-{next(_next_token)} --host 127.0.0.1:{emulator.port} "
+            f"--service {DEFAULT_SERVICE_ID}")
+    ip.run_line_magic("amigo", line)
+    first = magics.session
+    ip.run_line_magic("amigo", line)                 # same user and service: one unfinished conversation
+    assert magics.session is not first
+    assert first.state == "closed"
+    assert magics.session.state == "active"
+
+
+def test_say_prints_the_reply(ip, connected, capsys, opening_hours_answer):
     ip.run_line_magic("amigo", "say what are your opening hours")
-    assert "agent: We are open Monday to Friday" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"agent: {opening_hours_answer}\n"
 
 
-def test_cell_lines_are_turns_in_order(ip, connected, capsys):
+def test_cell_lines_are_turns_in_order(ip, connected, capsys, opening_hours_answer):
     ip.run_cell_magic("amigo", "", "what are your opening hours\n\n# a comment\nwhere are you located\n")
     out = capsys.readouterr().out.splitlines()
     you = [line for line in out if line.startswith("you: ")]
     agent = [line for line in out if line.startswith("agent: ")]
     assert you == ["you: what are your opening hours", "you: where are you located"]
-    assert len(agent) == 2 and "Monday to Friday" in agent[0]
+    assert len(agent) == 2 and agent[0] == f"agent: {opening_hours_answer}"
     assert out.index(you[1]) > out.index(agent[0])          # each reply printed before the next turn
     said = connected.frames.query("type == 'client.new-text-message'")["text"].tolist()
     assert said == ["what are your opening hours", "where are you located"]
@@ -91,7 +123,7 @@ def test_event_prints_the_reply_it_led_to(ip, connected, capsys):
     assert sent["message_type"].tolist() == ["external-event"]
 
 
-def test_send_an_audio_file(ip, connected, capsys, tmp_path):
+def test_send_an_audio_file(ip, connected, capsys, tmp_path, opening_hours_answer):
     from amigo_lab.audio import pcm16_to_float, write_wav
     from amigo_lab.speech import Synthesizer
 
@@ -100,7 +132,7 @@ def test_send_an_audio_file(ip, connected, capsys, tmp_path):
     ip.run_line_magic("amigo", f"send {path} --fast")
     out = capsys.readouterr().out
     assert "you (heard): what are your opening hours" in out.lower()
-    assert "agent: We are open Monday to Friday" in out
+    assert f"agent: {opening_hours_answer}" in out
 
 
 def test_vad_switch(ip, connected, capsys):

@@ -120,7 +120,7 @@ def test_cancelled_and_finished_streams_return_decoders_to_the_pool(utterances):
     streams[1].finish()
     with streams[2]:
         pass
-    pool = recognizer._pool
+    pool = recognizer.pool
     assert pool.created_count == 3 and pool.idle_count == 3
     assert recognizer.transcribe(utterances["no thank you"]) == "no thank you"
     assert pool.created_count == 3

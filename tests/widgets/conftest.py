@@ -77,22 +77,48 @@ def wait_until():
     return _wait_until
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    """An emulator for this module, paced like the real service, with room for many conversations."""
+def _emulator(*, realtime: bool):
     from amigo_lab.emulator import Emulator, Limits
 
-    with Emulator(limits=Limits(new_conversations_per_minute=10_000)) as emu:
+    return Emulator(realtime=realtime, limits=Limits(new_conversations_per_minute=10_000))
+
+
+def _session(emulator):
+    from amigo_lab.connect import connect
+
+    session = connect(emulator=emulator)
+    session.greeting.result(timeout=30)
+    return session
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """An emulator for this module that sends agent audio at once (fast tests), with room for many
+    conversations."""
+    with _emulator(realtime=False) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def paced_emulator():
+    """An emulator that paces agent audio like the real service, so speech can interrupt it."""
+    with _emulator(realtime=True) as emu:
         yield emu
 
 
 @pytest.fixture
 def session(emulator):
-    """A voice session (PCM) on the module's emulator, greeting done; closed after the test."""
-    from amigo_lab.connect import connect
+    """A voice session (PCM) on the module's emulator, greeting done; finished after the test."""
+    session = _session(emulator)
+    yield session
+    if session.state not in ("closed", "failed"):
+        session.finish()
 
-    session = connect(emulator=emulator)
-    session.greeting.result(timeout=30)
+
+@pytest.fixture
+def paced_session(paced_emulator):
+    """A voice session on the paced emulator, greeting done; finished after the test."""
+    session = _session(paced_emulator)
     yield session
     if session.state not in ("closed", "failed"):
         session.finish()
@@ -104,3 +130,12 @@ def question_pcm() -> bytes:
     from amigo_lab.speech import Synthesizer
 
     return Synthesizer().synthesize("what are your opening hours").pcm
+
+
+@pytest.fixture(scope="module")
+def opening_hours_answer(emulator) -> str:
+    """What the demo clinic answers to 'what are your opening hours', from its service file."""
+    from amigo_lab.emulator import DEFAULT_SERVICE_ID
+
+    service = emulator.services[DEFAULT_SERVICE_ID]
+    return next(intent.reply["eng"] for intent in service.intents if intent.name == "opening_hours")

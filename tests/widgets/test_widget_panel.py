@@ -7,7 +7,8 @@ from amigo_lab.widgets import Microphone, Player, SessionPanel, SessionView
 
 def test_panel_composes_view_mic_and_player(front_end, session):
     panel = SessionPanel(session, mode="vad")
-    assert [type(c) for c in panel.children] == [SessionView, Microphone, Player]
+    view, mic, player = panel.children
+    assert isinstance(view, SessionView) and isinstance(mic, Microphone) and isinstance(player, Player)
     assert panel.mic.mode == "vad"
     assert panel.mic.session is session and panel.player.session is session
 
@@ -45,7 +46,7 @@ def test_an_abnormal_close_shows_the_code_and_its_hint(front_end, wait_until):
     from amigo_lab.connect import connect
     from amigo_lab.emulator import Emulator
 
-    with Emulator(idle_timeout_s=0.8) as emulator:
+    with Emulator(idle_timeout_s=0.8, realtime=False) as emulator:
         session = connect(emulator=emulator)
         panel = SessionPanel(session)
         try:

@@ -49,7 +49,8 @@ def test_playback_reports_from_another_thread_land_in_the_frame_log(front_end, s
     worker.start()
     worker.join(10)
 
-    rows = wait_until(lambda: len(r := _local(session, f"playback.{kind}")) and r, what=f"a playback.{kind} entry")
+    wait_until(lambda: len(_local(session, f"playback.{kind}")), what=f"a playback.{kind} entry")
+    rows = _local(session, f"playback.{kind}")
     assert rows["message_id"].tolist() == ["a1b2c3"]
     assert rows["played_ms"].tolist() == [1234.5]
     assert (player.last_event, player.message_id, player.played_ms) == (kind, "a1b2c3", 1234.5)
@@ -77,7 +78,8 @@ def _live_microphone(session, pcm: bytes, *, until, timeout: float = 60.0) -> No
         pace()
 
 
-def test_barge_in_flushes_the_interrupted_message(front_end, session, question_pcm, wait_until):
+def test_barge_in_flushes_the_interrupted_message(front_end, paced_session, question_pcm, wait_until):
+    session = paced_session
     player = Player(session)
     front_end.custom(player, {"kind": "ready"})
     session.vad(True)
@@ -86,16 +88,33 @@ def test_barge_in_flushes_the_interrupted_message(front_end, session, question_p
     # the new speech, and the player must flush it.
     _live_microphone(session, question_pcm, until=lambda: front_end.sent(player, "audio"))
     answering = front_end.sent(player, "audio")[0][0]["message_id"]
-    _live_microphone(session, question_pcm, until=lambda: front_end.sent(player, "flush"), timeout=30)
+    def flushed():
+        return [c for c, _ in front_end.sent(player, "flush") if answering in c["message_ids"]]
 
-    flush = front_end.sent(player, "flush")[0][0]
-    assert answering in flush["message_ids"]
+    _live_microphone(session, question_pcm, until=flushed, timeout=30)
     frames = session.frames
     assert (frames["type"] == "server.vad-speech-started").sum() >= 2
     pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == answering)]
     wait_until(lambda: bool(session.frames.query("type == 'server.interaction-complete'")["message_id"]
                             .eq(answering).any()), what="the interrupted interaction to complete")
     assert not pieces.empty
+
+
+def test_mp3_sessions_send_mp3_pieces(front_end, emulator):
+    from amigo_lab.audio import decode_mp3
+    from amigo_lab.connect import connect
+
+    session = connect(emulator=emulator, audio_format="mp3")
+    try:
+        player = Player(session)
+        front_end.custom(player, {"kind": "ready"})
+        reply = session.say("what are your opening hours").result(timeout=60)
+        pieces = [(c, b) for c, b in front_end.sent(player, "audio") if c["message_id"] == reply.message_id]
+        assert pieces and {c["format"] for c, _ in pieces} == {"mp3"}
+        decoded = sum(len(decode_mp3(b[0], sr=16000)) for _, b in pieces)
+        assert decoded == pytest.approx(len(reply.audio), rel=0.1)
+    finally:
+        session.finish()
 
 
 def test_text_sessions_play_nothing(front_end, emulator):
