@@ -102,7 +102,8 @@ class SessionView(anywidget.AnyWidget):
     def follow(self, session: Any) -> None:
         """Show ``session``: replay what its log already holds, then follow new entries live."""
         self.unfollow()
-        with self._lock:
+        # hold_sync: the browser gets the replay's end state in one message, not every step of it.
+        with self._lock, self.hold_sync():
             self._reset()
             self._remove_listener = session.on_frame(self._on_live_entry)
             for entry in session.log.to_dataframe().to_dict("records"):
@@ -124,6 +125,7 @@ class SessionView(anywidget.AnyWidget):
         self._filler_next = False
         self._user_end_t = None
         self._last_seq = -1
+        self.state = "disconnected"
         self.transcript = []
         self.conversation_id = ""
         self.vad = "off"

@@ -1,0 +1,151 @@
+"""Speech recognition for the emulator, in a worker process.
+
+pocketsphinx keeps Python's global interpreter lock while it decodes. In a thread of the emulator's own
+process that starves the event loop: every socket read and write gives the lock away and waits to get it
+back, and with a few dozen voice sessions the loop falls seconds behind while the CPU is half idle. So
+recognition runs in one worker process per Python process (:mod:`amigo_lab.emulator.asr_worker`), which
+every emulator shares. Calls here never block: requests are queued to a writer thread, answers arrive on
+a reader thread and complete :class:`concurrent.futures.Future` objects (await them with
+``asyncio.wrap_future``). If the worker dies, waiting transcripts fail with
+:class:`~amigo_lab.speech.SpeechError` and the next stream starts a new worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+
+from amigo_lab.emulator.asr_worker import CANCEL, ERROR, FEED, FINISH, OPEN, RESULT, WARM, read_frame, write_frame
+from amigo_lab.speech import SpeechError
+
+logger = logging.getLogger("amigo_lab.emulator")
+
+_STOP = object()
+
+
+class RecognitionWorker:
+    """A client of the recognition worker process; thread-safe, shared by every emulator in the process.
+
+    Open a stream with :meth:`open`, then :meth:`feed` it audio, then :meth:`finish` it for a future
+    transcript (or :meth:`cancel` it).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiting: dict[int, Future[str]] = {}
+
+    def warm(self, phrases: Iterable[str]) -> None:
+        """Start the worker and build the recognizer for ``phrases`` before the first user speaks."""
+        self._send(WARM, 0, _phrases(phrases))
+
+    def open(self, phrases: Iterable[str]) -> int:
+        """Start recognizing a new utterance that may be one of ``phrases``; return its stream id."""
+        stream_id = next(self._ids)
+        self._send(OPEN, stream_id, _phrases(phrases))
+        return stream_id
+
+    def feed(self, stream_id: int, pcm: bytes) -> None:
+        """Queue more PCM16 16 kHz mono audio of the stream."""
+        self._send(FEED, stream_id, bytes(pcm))
+
+    def finish(self, stream_id: int) -> "Future[str]":
+        """End the stream; the future holds its lowercase transcript ("" when nothing was recognized)."""
+        future: Future[str] = Future()
+        with self._lock:
+            self._waiting[stream_id] = future
+        self._send(FINISH, stream_id)
+        return future
+
+    def cancel(self, stream_id: int) -> None:
+        """Drop the stream."""
+        self._send(CANCEL, stream_id)
+
+    def close(self) -> None:
+        """Stop the worker process (it exits when its input closes)."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            self._outbox.put(_STOP)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    # --- the process and its two threads -------------------------------------------------------------------
+
+    def _send(self, op: int, stream_id: int, payload: bytes = b"") -> None:
+        self._ensure_running()
+        self._outbox.put((op, stream_id, payload))
+
+    def _ensure_running(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                return
+            process = subprocess.Popen(
+                [sys.executable, "-m", "amigo_lab.emulator.asr_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            )
+            self._process = process
+            self._outbox = queue.SimpleQueue()
+        threading.Thread(target=self._write, args=(process, self._outbox), name="amigo-asr-writer",
+                         daemon=True).start()
+        threading.Thread(target=self._read, args=(process,), name="amigo-asr-reader", daemon=True).start()
+
+    def _write(self, process: subprocess.Popen[bytes], outbox: queue.SimpleQueue) -> None:
+        stdin = process.stdin
+        assert stdin is not None
+        try:
+            while (item := outbox.get()) is not _STOP:
+                write_frame(stdin, *item)
+        except OSError as exc:  # the worker died; the reader fails whoever waits
+            logger.error("speech recognition worker stopped taking requests: %s", exc)
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        stdout = process.stdout
+        assert stdout is not None
+        while (frame := read_frame(stdout)) is not None:
+            op, stream_id, payload = frame
+            with self._lock:
+                future = self._waiting.pop(stream_id, None)
+            if future is None:
+                continue
+            if op == RESULT:
+                future.set_result(payload.decode("utf-8"))
+            elif op == ERROR:
+                future.set_exception(SpeechError(f"speech recognition failed: {payload.decode('utf-8', 'replace')}"))
+        code = process.wait()
+        with self._lock:
+            mine = self._process is process or self._process is None
+            if self._process is process:
+                self._process = None
+            orphans = list(self._waiting.items()) if mine else []
+            for stream_id, _ in orphans:
+                del self._waiting[stream_id]
+        for _, future in orphans:
+            future.set_exception(SpeechError(f"the speech recognition worker exited with code {code}"))
+
+
+def _phrases(phrases: Iterable[str]) -> bytes:
+    return "\n".join(" ".join(p.split()) for p in phrases).encode("utf-8")
+
+
+#: The worker every emulator in this process shares; started on first use, stopped at exit.
+SHARED_RECOGNITION = RecognitionWorker()
+atexit.register(SHARED_RECOGNITION.close)
+
+__all__ = ["SHARED_RECOGNITION", "RecognitionWorker"]
