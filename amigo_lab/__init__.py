@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
-    "connect": "amigo_lab.connect",
+    "connect": "amigo_lab._connect",
     "Session": "amigo_lab.session",
     "Turn": "amigo_lab.session",
     "Reply": "amigo_lab.session",
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from amigo_lab.connect import connect
+    from amigo_lab._connect import connect
     from amigo_lab.emulator import Emulator
     from amigo_lab.framelog import FrameLog, RecordedSession, load_session
     from amigo_lab.magics import load_ipython_extension, unload_ipython_extension

@@ -50,7 +50,7 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
     emulator allows (for tests). Progress goes to ``echo``. Next: ``amigo_lab.load_session(out / "session")``
     or open ``out / "report.html"``.
     """
-    from amigo_lab.connect import connect
+    from amigo_lab._connect import connect
     from amigo_lab.session import SessionError
     from amigo_lab.emulator import DEFAULT_ORG, DEFAULT_SERVICE_ID, Emulator
     from amigo_lab.speech import Synthesizer

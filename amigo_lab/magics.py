@@ -152,7 +152,7 @@ class AmigoMagics(Magics):
     # --- commands ----------------------------------------------------------------------------------------
 
     def _cmd_connect(self, args: argparse.Namespace) -> None:
-        from amigo_lab.connect import connect
+        from amigo_lab._connect import connect
 
         if self.session is not None and self.session.state not in _ENDED_STATES:
             # The new session replaces this one, and a user may have only one unfinished conversation per

@@ -830,6 +830,16 @@ class Session:
             return list(self._turns)
 
     @property
+    def response_format(self) -> str:
+        """``"voice"`` (agent pieces are audio) or ``"text"``, as asked in the connection's query."""
+        return self.params.response_format
+
+    @property
+    def audio_format(self) -> str:
+        """``"pcm"`` or ``"mp3"``: the encoding of audio in both directions."""
+        return self._audio_format
+
+    @property
     def vad_on(self) -> bool:
         """True when server-side VAD is (being) switched on for this session."""
         return self._vad_wanted

@@ -37,3 +37,9 @@ def test_unknown_attribute_is_a_clear_error():
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_connect_stays_a_function_after_its_module_is_imported():
+    import amigo_lab._connect  # noqa: F401  (what the magics and widgets import)
+
+    assert callable(amigo_lab.connect) and amigo_lab.connect.__module__ == "amigo_lab._connect"

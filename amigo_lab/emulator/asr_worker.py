@@ -1,4 +1,4 @@
-"""The speech-recognition worker process: run as ``python -m amigo_lab.emulator.asr_worker``.
+"""The speech-recognition worker process: :func:`main` serves requests on stdin, answers on stdout.
 
 It reads requests on stdin and answers on stdout, both as frames of a 9-byte header (``<BII``: operation,
 stream id, payload length) followed by the payload. :mod:`amigo_lab.emulator.recognition` starts it and
@@ -86,6 +86,3 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     serve(sys.stdin.buffer, answers)
 
-
-if __name__ == "__main__":
-    main()

@@ -250,8 +250,8 @@ class Connection:
         self._holds_service = True
         self.voice = VoiceInput(
             audio_format=self.params.audio_format or "pcm",
-            recognizer=self.runtime.recognizer(service),
-            executor=self.runtime.executor,
+            phrases=service.english_phrases(),
+            worker=self.runtime.recognition,
         )
         self._worker = asyncio.create_task(self._work())
 

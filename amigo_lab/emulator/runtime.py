@@ -13,9 +13,8 @@ from amigo_lab.emulator.agent import Agent
 from amigo_lab.emulator.rendering import SHARED_SPEECH_CACHE, SpeechCache
 from amigo_lab.emulator.services import Service
 from amigo_lab.emulator.store import ConversationStore
-from amigo_lab.emulator.voice import recognizer_for
+from amigo_lab.emulator.recognition import SHARED_RECOGNITION, RecognitionWorker
 from amigo_lab.protocol import constants
-from amigo_lab.speech import Recognizer
 
 #: A slow tool (longer than this, in seconds) gets a filler.
 SLOW_TOOL_S = 1.5
@@ -59,7 +58,8 @@ class Runtime:
     """The shared state of one emulator. Built by :class:`~amigo_lab.emulator.Emulator`; connections read it."""
 
     def __init__(self, *, org: str, users: Mapping[str, str], services: Mapping[str, Service], agent: Agent,
-                 limits: Limits, realtime: bool, speech_cache: SpeechCache = SHARED_SPEECH_CACHE) -> None:
+                 limits: Limits, realtime: bool, speech_cache: SpeechCache = SHARED_SPEECH_CACHE,
+                 recognition: RecognitionWorker = SHARED_RECOGNITION) -> None:
         self.org = org
         self.users = dict(users)
         self.services = dict(services)
@@ -69,17 +69,13 @@ class Runtime:
         self.store = ConversationStore(max_new_per_minute=limits.new_conversations_per_minute)
         self.speech_cache = speech_cache
         self.counters = Counters()
-        # Recognition, synthesis, MP3 coding and agents run here, never on the event loop.
-        self.executor = ThreadPoolExecutor(max_workers=int(os.environ.get("EMU_WORKERS", "8")),
+        # Synthesis, MP3 coding, language identification and agents run here, never on the event loop.
+        self.executor = ThreadPoolExecutor(max_workers=min(8, 4 * (os.cpu_count() or 1)),
                                            thread_name_prefix="amigo-emulator")
-        # Built now (about 50 ms each, once per process) so no connection pays for it on the event loop.
-        self._recognizers = {service.id: recognizer_for(service.english_phrases()) for service in services.values()}
-        for recognizer in self._recognizers.values():
-            recognizer.preload(1)
-
-    def recognizer(self, service: Service) -> Recognizer:
-        """The recognizer listening for ``service``'s English phrases (its decoders pooled process-wide)."""
-        return self._recognizers[service.id]
+        # Speech recognition runs in a worker process (see recognition.py); warm it for every service now.
+        self.recognition = recognition
+        for service in self.services.values():
+            recognition.warm(service.english_phrases())
 
     def close(self) -> None:
         """Release the worker threads (running jobs finish on their own)."""

@@ -6,53 +6,27 @@ one turn are recognized as they arrive and ``audio: null`` ends the turn. With V
 ended or reset (too short); each utterance is streamed to the recognizer *while the user speaks*, so the
 transcript is ready almost as soon as the speech ends.
 
-Recognition (pocketsphinx) runs in the emulator's thread pool, never on the event loop, one job at a time
-per utterance and in arrival order (:class:`Utterance`). Recognizers listen only for a service's English
-phrases; :func:`recognizer_for` shares one per phrase set across the process.
+Recognition runs in the worker process of :mod:`amigo_lab.emulator.recognition` (never on the event loop,
+and not in a thread either: pocketsphinx would hold the interpreter lock the loop needs). Recognizers
+listen only for a service's English phrases.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-from collections.abc import Iterable
-from concurrent.futures import Executor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from amigo_lab.audio import AudioError, decode_wire_audio, float_to_pcm16, silence
+from amigo_lab.emulator.recognition import RecognitionWorker
 from amigo_lab.protocol.constants import VAD_END_SILENCE_MS, VAD_MIN_SPEECH_MS
-from amigo_lab.speech import (
-    SPEECH_ENDED,
-    SPEECH_RESET_ZERO,
-    SPEECH_STARTED,
-    RecognitionStream,
-    Recognizer,
-    VadEvent,
-    VoiceActivityDetector,
-)
-
-logger = logging.getLogger("amigo_lab.emulator")
+from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED, VadEvent, VoiceActivityDetector
 
 #: Kinds of :class:`VoiceEvent`: the three VAD events, and the end of a push-to-talk turn.
 AUDIO_ENDED = "audio-ended"
-
-_recognizers: dict[tuple[str, ...], Recognizer] = {}
-_recognizers_lock = threading.Lock()
-
-
-def recognizer_for(phrases: Iterable[str]) -> Recognizer:
-    """The process-wide recognizer for a phrase set; its decoders are pooled and reused by every stream.
-
-    Kept alive for the life of the process, so emulators started one after another (as tests do) reuse
-    warm decoders instead of building new ones.
-    """
-    key = tuple(phrases)
-    with _recognizers_lock:
-        recognizer = _recognizers.get(key)
-        if recognizer is None:
-            recognizer = _recognizers[key] = Recognizer(key)
-        return recognizer
+#: Audio goes to the recognizer in batches of this many ms (its decoding block), not per wire chunk.
+RECOGNIZER_BATCH_MS = 100
+_BATCH_BYTES = RECOGNIZER_BATCH_MS * 32
 
 
 @dataclass(frozen=True)
@@ -66,81 +40,50 @@ class VoiceEvent:
 
 
 class Utterance:
-    """One user utterance, recognized in the thread pool while its audio arrives.
+    """One user utterance, recognized in the worker process while its audio arrives.
 
-    :meth:`feed` never blocks: audio is queued and a background task hands it to the recognizer one job
-    at a time. :meth:`finish` marks the end; ``await transcript()`` returns the text. :meth:`cancel` drops
-    it. Must be created on the event loop that will await it.
+    :meth:`feed` never blocks; :meth:`finish` marks the end, then ``await transcript()`` gives the text.
+    :meth:`cancel` drops it.
     """
 
-    def __init__(self, recognizer: Recognizer, executor: Executor) -> None:
-        self._recognizer = recognizer
-        self._executor = executor
-        self._pending: list[bytes] = []
-        self._finished = False
+    def __init__(self, worker: RecognitionWorker, phrases: Sequence[str]) -> None:
+        self._worker = worker
+        self._stream_id = worker.open(phrases)
+        self._batch = bytearray()
+        self._result = None
         self._cancelled = False
-        self._more = asyncio.Event()
         self.audio_bytes = 0
-        self._task = asyncio.get_running_loop().create_task(self._recognize())
 
     def feed(self, pcm: bytes) -> None:
-        """Queue more PCM16 audio of this utterance."""
-        if pcm and not self._finished:
-            self._pending.append(pcm)
-            self.audio_bytes += len(pcm)
-            self._more.set()
+        """Add PCM16 audio of this utterance (sent on in batches of :data:`RECOGNIZER_BATCH_MS`)."""
+        if not pcm or self._result is not None or self._cancelled:
+            return
+        self._batch += pcm
+        self.audio_bytes += len(pcm)
+        if len(self._batch) >= _BATCH_BYTES:
+            self._worker.feed(self._stream_id, bytes(self._batch))
+            self._batch.clear()
 
     def finish(self) -> None:
         """No more audio: the transcript can be completed."""
-        self._finished = True
-        self._more.set()
+        if self._result is not None or self._cancelled:
+            return
+        if self._batch:
+            self._worker.feed(self._stream_id, bytes(self._batch))
+            self._batch.clear()
+        self._result = self._worker.finish(self._stream_id)
 
     def cancel(self) -> None:
-        """Drop the utterance; its recognizer stream is released as soon as the current job ends."""
-        self._cancelled = True
-        self._finished = True
-        self._more.set()
+        """Drop the utterance."""
+        if self._result is None and not self._cancelled:
+            self._cancelled = True
+            self._worker.cancel(self._stream_id)
 
     async def transcript(self) -> str:
         """The lowercase transcript ("" if nothing was recognized or the utterance was cancelled)."""
-        return await asyncio.shield(self._task)
-
-    async def _recognize(self) -> str:
-        loop = asyncio.get_running_loop()
-        job: asyncio.Future | None = None
-        stream: RecognitionStream | None = None
-        try:
-            job = loop.run_in_executor(self._executor, self._recognizer.stream)
-            stream = await job
-            while True:
-                await self._more.wait()
-                self._more.clear()
-                if self._cancelled:
-                    stream.cancel()
-                    return ""
-                chunks, self._pending = self._pending, []
-                if chunks:
-                    job = loop.run_in_executor(self._executor, stream.feed, b"".join(chunks))
-                    await job
-                if self._finished and not self._pending:
-                    break
-            job = loop.run_in_executor(self._executor, stream.finish)
-            return await job
-        except asyncio.CancelledError:
-            # The loop is shutting down: release the decoder once the job in flight (if any) is done.
-            _release_later(job, stream)
-            raise
-
-
-def _release_later(job: asyncio.Future | None, stream: RecognitionStream | None) -> None:
-    def release(_: object = None) -> None:
-        if stream is not None:
-            stream.cancel()  # returns the decoder to its pool; a no-op once finished
-
-    if job is not None and not job.done():
-        job.add_done_callback(release)
-    else:
-        release()
+        if self._result is None:
+            return ""
+        return await asyncio.wrap_future(self._result)
 
 
 class VoiceInput:
@@ -150,10 +93,10 @@ class VoiceInput:
     for ``audio: null``. Both return :class:`VoiceEvent` objects for the connection to send and queue.
     """
 
-    def __init__(self, *, audio_format: str, recognizer: Recognizer, executor: Executor) -> None:
+    def __init__(self, *, audio_format: str, phrases: Sequence[str], worker: RecognitionWorker) -> None:
         self.audio_format = audio_format
-        self._recognizer = recognizer
-        self._executor = executor
+        self._phrases = tuple(phrases)
+        self._worker = worker
         self._vad: VoiceActivityDetector | None = None
         self._utterance: Utterance | None = None
         self._passed = 0  # bytes of the current VAD utterance already given to the recognizer
@@ -186,7 +129,7 @@ class VoiceInput:
         """Take the next chunk of the user's audio; return the VAD events it completed (none without VAD)."""
         if self._vad is None:
             if self._utterance is None:
-                self._utterance = Utterance(self._recognizer, self._executor)
+                self._utterance = Utterance(self._worker, self._phrases)
             self._utterance.feed(pcm)
             return []
         events = [self._on_vad_event(event) for event in self._vad.feed(pcm)]
@@ -203,7 +146,7 @@ class VoiceInput:
             if not self._vad.in_speech:
                 return []
             return self.feed(float_to_pcm16(silence(VAD_END_SILENCE_MS + 40)))
-        utterance = self._utterance or Utterance(self._recognizer, self._executor)
+        utterance = self._utterance or Utterance(self._worker, self._phrases)
         self._utterance = None
         utterance.finish()
         return [VoiceEvent(AUDIO_ENDED, None, utterance)]
@@ -215,14 +158,14 @@ class VoiceInput:
     def _on_vad_event(self, event: VadEvent) -> VoiceEvent:
         if event.kind == SPEECH_STARTED:
             self._drop_utterance()
-            self._utterance = Utterance(self._recognizer, self._executor)
+            self._utterance = Utterance(self._worker, self._phrases)
             self._utterance.feed(event.audio or b"")
             self._passed = len(event.audio or b"")
             return VoiceEvent(SPEECH_STARTED, event.audio_ms)
         utterance, self._utterance = self._utterance, None
         if event.kind == SPEECH_ENDED:
             if utterance is None:  # the detector never splits start and end this way; be safe anyway
-                utterance, self._passed = Utterance(self._recognizer, self._executor), 0
+                utterance, self._passed = Utterance(self._worker, self._phrases), 0
             utterance.feed((event.audio or b"")[self._passed:])
             utterance.finish()
             self._passed = 0
@@ -239,4 +182,4 @@ class VoiceInput:
         self._passed = 0
 
 
-__all__ = ["AUDIO_ENDED", "Utterance", "VoiceEvent", "VoiceInput", "recognizer_for"]
+__all__ = ["AUDIO_ENDED", "RECOGNIZER_BATCH_MS", "Utterance", "VoiceEvent", "VoiceInput"]

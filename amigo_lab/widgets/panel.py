@@ -352,7 +352,7 @@ class SessionPanel(ipywidgets.VBox):
             if session is not None:
                 session.reconnect()
             else:
-                from amigo_lab.connect import connect  # the real service, or the embedded emulator
+                from amigo_lab._connect import connect  # the real service, or the embedded emulator
 
                 session = connect(**self._connect_options)
                 self.attach(session, owned=True)

@@ -69,7 +69,7 @@ def reply_gap_ms() -> int:
 
     Measured on the embedded emulator with the same audio, so it holds on slow and fast machines alike.
     """
-    from amigo_lab.connect import connect
+    from amigo_lab._connect import connect
     from amigo_lab.emulator import Emulator
     from amigo_lab.speech import Synthesizer
 

@@ -128,9 +128,11 @@ def test_without_a_filter_no_action_is_sent_but_the_filler_still_is(connect):
 def test_an_external_event_is_attached_to_the_next_user_turn(connect):
     client = connect()
     client.start()
+    client.interaction()
+    client.say("cancel my appointment")  # its tool takes 0.5 s: the next two frames arrive meanwhile
     client.say("The lab results for the caller are ready", message_type="external-event")
     client.say("what are your hours")
-    client.interaction()  # greeting: the event waits for the next interaction
+    assert "I see that" not in client.interaction()[-1]["full_message"]  # the event waits for the next one
     frames = client.interaction()
     assert frames[0]["user_message"] == "what are your hours"
     reply = frames[-1]["full_message"]

@@ -448,7 +448,7 @@ def test_region_hosts_are_used_for_the_real_service(monkeypatch):
 def test_connect_without_arguments_uses_the_embedded_emulator(monkeypatch, tmp_path):
     for name in ("AMIGO_ORG", "AMIGO_TOKEN", "AMIGO_HOST"):
         monkeypatch.delenv(name, raising=False)
-    from amigo_lab.connect import shared_emulator
+    from amigo_lab._connect import shared_emulator
 
     first = connect(log_dir=tmp_path / "one")
     assert first.url.startswith(shared_emulator().base_url)

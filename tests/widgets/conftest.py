@@ -84,7 +84,7 @@ def _emulator(*, realtime: bool):
 
 
 def _session(emulator):
-    from amigo_lab.connect import connect
+    from amigo_lab._connect import connect
 
     session = connect(emulator=emulator)
     session.greeting.result(timeout=30)

@@ -43,7 +43,7 @@ def test_vad_indicator_and_events(front_end, session, wait_until):
 
 
 def test_an_abnormal_close_shows_the_code_and_its_hint(front_end, wait_until):
-    from amigo_lab.connect import connect
+    from amigo_lab._connect import connect
     from amigo_lab.emulator import Emulator
 
     with Emulator(idle_timeout_s=0.8, realtime=False) as emulator:
