@@ -8,12 +8,14 @@ The emulator runs in its own process (as ``amigo-lab emulator`` would), so its e
 synthesizer compete only with each other; the clients run here on one asyncio loop. Every client behaves
 like a browser microphone: it streams 20 ms PCM chunks on a real-time schedule, VAD on, silence included,
 speaks one of the service's English phrases, keeps streaming silence while it listens to the whole answer,
-then speaks again.
+pauses a random 0.3-3 s (so sessions do not all speak at once), then speaks again.
 
 1. Latency: one session, phrases spoken in turn; time from ``server.vad-speech-ended`` reaching the client
    to the first audio piece of the answer, p50 and p95. This emulator does not pace agent audio (pacing
    never delays the first piece; it only makes each answer take as long to hear as it lasts).
-2. Capacity: N sessions at once, N ramping up. A level **keeps up** when, over its measured window:
+2. Capacity: N sessions at once, N ramping up. The sessions of a level join evenly over 8 s (a crowd that
+   all says its first sentence in the same second is a different test); then, over the measured window,
+   a level **keeps up** when:
    * every session stays open without ``server.error``, and at least 90 % of its turns are answered;
    * speech-ended -> first answer audio has p95 <= 1000 ms;
    * VAD lag (when speech-ended arrives, minus when the client sent the audio 500 ms past the reported end
@@ -34,7 +36,7 @@ import json
 import math
 import multiprocessing
 import os
-import statistics
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -57,10 +59,11 @@ BYTES_PER_MS = 32
 CHUNK = CHUNK_MS * BYTES_PER_MS
 SILENCE_CHUNK = bytes(CHUNK)
 END_SILENCE_MS = 500  # the emulator's VAD end-of-speech silence (protocol constant)
-PAUSE_AFTER_ANSWER_MS = 400
+PAUSE_AFTER_ANSWER_S = (0.3, 3.0)  # a listener thinks a random while (seeded) before speaking again
 DRAIN_S = 20.0  # how long a session may run past its window to hear out its last turn
 LOST_TURN_S = 4.0  # no transcript this long after a phrase: count it unanswered and go on
 LEVELS = (10, 20, 30, 50, 75, 100)
+RAMP_S = 8.0  # sessions join evenly over this long before a level's measured window starts
 
 LATENCY_P95_LIMIT_MS = 1000.0
 VAD_LAG_P95_LIMIT_MS = 300.0
@@ -105,10 +108,28 @@ class EmulatorProcess:
         return (f"ws://127.0.0.1:{self.port}/v1/demo-org/conversation/converse_realtime"
                 "?response_format=voice&audio_format=pcm")
 
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as stat:
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds used so far by the emulator process and by its children (the recognition worker)."""
+        children = []
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            with open(f"/proc/{self.pid}/task/{task}/children") as listed:
+                children += listed.read().split()
+        return _cpu(self.pid), sum(_cpu(int(child)) for child in children)
+
+
+def _machine_idle_s() -> float:
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait, all cores
+
+
+def _cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- one simulated microphone -------------------------------------------------------------------------------
@@ -130,8 +151,10 @@ class MicSession:
     """Streams a microphone in real time (VAD on) and measures what comes back."""
 
     def __init__(self, url: str, token: str, speech: dict[str, bytes], first_phrase: int, until: float,
-                 max_turns: int | None = None) -> None:
+                 max_turns: int | None = None, measure_from: float = 0.0) -> None:
         self.url, self.token, self.speech, self.until, self.max_turns = url, token, speech, until, max_turns
+        self.measure_from = measure_from  # loop time: samples before it (the ramp-up) are not counted
+        self._random = random.Random(first_phrase)  # reproducible, different for every session
         self.phrase_index = first_phrase
         self.result = SessionResult()
         self._listening = asyncio.Event()  # set while the agent's answer is still coming
@@ -181,7 +204,7 @@ class MicSession:
             if not done and not pending and not self._listening.is_set() and loop.time() >= pause_until:
                 if self._answered.is_set():
                     self._answered.clear()
-                    pause_until = loop.time() + PAUSE_AFTER_ANSWER_MS / 1000
+                    pause_until = loop.time() + self._random.uniform(*PAUSE_AFTER_ANSWER_S)
                 else:
                     phrase = PHRASES[self.phrase_index % len(PHRASES)]
                     self.phrase_index += 1
@@ -214,7 +237,7 @@ class MicSession:
                 self._speech_ended_at = now
                 # The chunk holding the last ms of the end-of-speech silence: the earliest the end is known.
                 known_at = math.ceil((frame["audio_ms"] + END_SILENCE_MS) / CHUNK_MS) - 1
-                if known_at < len(self._sent_at):
+                if known_at < len(self._sent_at) and now >= self.measure_from:
                     self.result.vad_lags_ms.append((now - self._sent_at[known_at]) * 1000)
             elif kind == "server.user-message-available":
                 self._awaiting_first_audio = True
@@ -236,11 +259,13 @@ class MicSession:
     def _on_piece(self, frame: dict, now: float) -> None:
         message_id = frame["message_id"]
         if self._awaiting_first_audio and self._speech_ended_at is not None:
-            self.result.latencies_ms.append((now - self._speech_ended_at) * 1000)
+            if self._speech_ended_at >= self.measure_from:
+                self.result.latencies_ms.append((now - self._speech_ended_at) * 1000)
             self._awaiting_first_audio = False
         first, sent_ms = self._messages.get(message_id, (now, 0.0))
         late_ms = (now - (first + sent_ms / 1000)) * 1000
-        self.result.worst_starve_ms = max(self.result.worst_starve_ms, late_ms)
+        if now >= self.measure_from:
+            self.result.worst_starve_ms = max(self.result.worst_starve_ms, late_ms)
         self._messages[message_id] = (first, sent_ms + len(base64.b64decode(frame["message"])) / BYTES_PER_MS)
 
 
@@ -259,17 +284,18 @@ def synthesize_phrases() -> dict[str, bytes]:
     return {phrase: synthesizer.synthesize(phrase, language="eng").pcm for phrase in PHRASES}
 
 
-async def run_sessions(url: str, count: int, speech: dict[str, bytes], seconds: float,
-                       token_offset: int, max_turns: int | None = None) -> list[SessionResult]:
+async def run_sessions(url: str, count: int, speech: dict[str, bytes], seconds: float, token_offset: int,
+                       max_turns: int | None = None, ramp_s: float = 0.0) -> list[SessionResult]:
+    """Run ``count`` sessions: they join evenly over ``ramp_s``, then all run ``seconds`` more (measured)."""
     loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    sessions = []
-    for i in range(count):
-        sessions.append(MicSession(url, f"bench-token-{token_offset + i}", speech, i, until, max_turns))
+    measure_from = loop.time() + ramp_s
+    until = measure_from + seconds
+    sessions = [MicSession(url, f"bench-token-{token_offset + i}", speech, i, until, max_turns, measure_from)
+                for i in range(count)]
     tasks = []
-    for i, session in enumerate(sessions):
+    for session in sessions:
         tasks.append(asyncio.create_task(session.run()))
-        await asyncio.sleep(min(0.05, 2.0 / max(count, 1)))  # stagger starts over up to 2 s
+        await asyncio.sleep(ramp_s / count)
     return await asyncio.gather(*tasks)
 
 
@@ -324,15 +350,21 @@ def bench_capacity(speech: dict[str, bytes], levels: tuple[int, ...], seconds: f
     with EmulatorProcess(users=sum(levels)) as emulator:
         for count in levels:
             cpu_before, wall_before = emulator.cpu_seconds(), time.monotonic()
-            results = asyncio.run(run_sessions(emulator.url(), count, speech, seconds, offset))
-            cpu = (emulator.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+            client_before, idle_before = time.process_time(), _machine_idle_s()
+            results = asyncio.run(run_sessions(emulator.url(), count, speech, seconds, offset, ramp_s=RAMP_S))
+            cpu_after, wall = emulator.cpu_seconds(), time.monotonic() - wall_before
+            cpu, asr_cpu = ((after - before) / wall for after, before in zip(cpu_after, cpu_before))
+            client_cpu = (time.process_time() - client_before) / wall
+            idle = (_machine_idle_s() - idle_before) / wall / (os.cpu_count() or 1)
             offset += count
             verdict, f = judge(results)
             print(f"   {count:4d} sessions: {verdict}")
             print(f"        turns {f['turns']}, answered {f['answered']:.0%}, transcripts correct {f['correct']:.0%}, "
                   f"latency p50 {f['latency_p50']:.0f} / p95 {f['latency_p95']:.0f} ms, "
                   f"VAD lag p95 {f['vad_lag_p95']:.0f} ms, worst late piece {f['starve_max']:.0f} ms, "
-                  f"client lag p95 {f['client_lag_p95']:.0f} ms, emulator CPU {cpu:.0%}")
+                  f"client lag p95 {f['client_lag_p95']:.0f} ms")
+            print(f"        CPU (100% = one core): emulator {cpu:.0%}, its recognition worker {asr_cpu:.0%}, "
+                  f"load generator {client_cpu:.0%}; machine idle {idle:.0%} of {os.cpu_count()} cores")
             if verdict != "keeps up":
                 break
             best = count

@@ -96,11 +96,13 @@ class _Greeting:
 @dataclass(frozen=True)
 class _TextTurn:
     text: str
+    events: tuple[tuple[float, str], ...]  # sent before or while the user wrote: context for this turn
 
 
 @dataclass(frozen=True)
 class _SpeechTurn:
     utterance: Utterance
+    events: tuple[tuple[float, str], ...]  # sent before or while the user spoke
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ class Connection:
             self._wake.set()
             return
         self._touch()
-        self._queue(_TextTurn(frame.text))
+        self._queue(_TextTurn(frame.text, self._take_events()))
 
     async def _on_audio(self, frame: NewAudioMessage) -> None:
         voice = self.voice
@@ -295,13 +297,13 @@ class Connection:
             self._touch()
             await self._send(VadSpeechEnded(audio_ms=event.audio_ms))
             assert event.utterance is not None
-            self._queue(_SpeechTurn(event.utterance))
+            self._queue(_SpeechTurn(event.utterance, self._take_events()))
         elif event.kind == "speech-reset-zero":
             await self._send(VadSpeechResetZero(audio_ms=event.audio_ms))
             self._wake.set()  # events held back for this speech may go now
         elif event.kind == "audio-ended":
             assert event.utterance is not None
-            self._queue(_SpeechTurn(event.utterance))
+            self._queue(_SpeechTurn(event.utterance, self._take_events()))
 
     async def _switch_vad(self, on: bool) -> None:
         voice = self.voice
@@ -319,6 +321,12 @@ class Connection:
     def _queue(self, turn: _Turn) -> None:
         self._turns.append(turn)
         self._wake.set()
+
+    def _take_events(self) -> tuple[tuple[float, str], ...]:
+        """Empty the event buffer into the turn being formed: events ride with the next interaction."""
+        events = tuple(self._events)
+        self._events.clear()
+        return events
 
     def _user_input_pending(self) -> bool:
         return bool(self._turns) or (self.voice is not None and self.voice.pending)
@@ -358,7 +366,11 @@ class Connection:
                 reply = AgentReply(text=service.say(service.greeting, record.language), language=record.language)
                 agent_turn = None
             else:
-                agent_turn = await self._agent_turn(turn, record, service)
+                if isinstance(turn, _EventTurn):
+                    events = self._take_events()
+                else:
+                    events = turn.events
+                agent_turn = await self._agent_turn(turn, events, record, service)
                 reply = await self._ask_agent(agent_turn)
             interrupted = False
             if reply.tool is not None and agent_turn is not None:
@@ -379,7 +391,8 @@ class Connection:
             self._busy = False
             self._touch()  # the idle window starts when the agent has finished its turn
 
-    async def _agent_turn(self, turn: _Turn, record: ConversationRecord, service: "Service") -> AgentTurn:
+    async def _agent_turn(self, turn: _Turn, events: tuple[tuple[float, str], ...], record: ConversationRecord,
+                          service: "Service") -> AgentTurn:
         """Say which user message this interaction answers, and build what the agent sees."""
         language = record.language
         if isinstance(turn, _SpeechTurn):
@@ -391,8 +404,6 @@ class Connection:
                 self.runtime.executor, lambda: detect_language(text, service, current=record.language))
         else:
             text = ""
-        events = tuple(self._events)
-        self._events.clear()
         if not isinstance(turn, _EventTurn):
             await self._send(UserMessageAvailable(message_id=new_id(), user_message=text))
         agent_turn = AgentTurn(text=text, language=language, events=events, history=tuple(record.history),

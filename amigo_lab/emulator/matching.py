@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from amigo_lab.emulator.services import Intent, Service
 from amigo_lab.protocol.constants import LANGUAGES
 
-#: A phrase must score at least this (F1 of word overlap, 0..1) to count as a match.
-MIN_MATCH_SCORE = 0.5
+#: A phrase must score at least this (F1 of word overlap, 0..1) to count as a match. Above one half, so two
+#: shared little words ("do you ...") are not enough on their own.
+MIN_MATCH_SCORE = 0.55
 
 # py3langid names languages with ISO 639-1 codes; the protocol uses ISO 639-3.
 _LANGID_CODES = {"en": "eng", "es": "spa", "fr": "fra", "de": "deu", "it": "ita", "pt": "por"}

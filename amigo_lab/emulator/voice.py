@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from amigo_lab.audio import AudioError, decode_wire_audio, float_to_pcm16, silence
@@ -26,7 +27,12 @@ from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED, Va
 AUDIO_ENDED = "audio-ended"
 #: Audio goes to the recognizer in batches of this many ms (its decoding block), not per wire chunk.
 RECOGNIZER_BATCH_MS = 100
-_BATCH_BYTES = RECOGNIZER_BATCH_MS * 32
+#: The newest audio of an utterance is held back this long before it is decoded: when speech ends it is
+#: the end-of-speech silence, which need not be decoded, so finishing costs nothing extra.
+RECOGNIZER_HOLDBACK_MS = 400
+#: Silence kept after the end of speech when an utterance is finished, so the decoder closes the last word.
+RECOGNIZER_TAIL_MS = 150
+_BYTES_PER_MS = 32
 
 
 @dataclass(frozen=True)
@@ -49,28 +55,34 @@ class Utterance:
     def __init__(self, worker: RecognitionWorker, phrases: Sequence[str]) -> None:
         self._worker = worker
         self._stream_id = worker.open(phrases)
-        self._batch = bytearray()
-        self._result = None
+        self._audio = bytearray()
+        self._sent = 0  # bytes of _audio already handed to the recognizer
+        self._result: Future[str] | None = None
         self._cancelled = False
-        self.audio_bytes = 0
+
+    @property
+    def audio_bytes(self) -> int:
+        """PCM bytes received for this utterance so far."""
+        return len(self._audio)
 
     def feed(self, pcm: bytes) -> None:
-        """Add PCM16 audio of this utterance (sent on in batches of :data:`RECOGNIZER_BATCH_MS`)."""
+        """Add PCM16 audio of this utterance; all but the newest :data:`RECOGNIZER_HOLDBACK_MS` is decoded now."""
         if not pcm or self._result is not None or self._cancelled:
             return
-        self._batch += pcm
-        self.audio_bytes += len(pcm)
-        if len(self._batch) >= _BATCH_BYTES:
-            self._worker.feed(self._stream_id, bytes(self._batch))
-            self._batch.clear()
+        self._audio += pcm
+        ready = len(self._audio) - RECOGNIZER_HOLDBACK_MS * _BYTES_PER_MS
+        if ready - self._sent >= RECOGNIZER_BATCH_MS * _BYTES_PER_MS:
+            self._send_until(ready)
 
-    def finish(self) -> None:
-        """No more audio: the transcript can be completed."""
+    def finish(self, *, speech_end: int | None = None) -> None:
+        """No more audio. ``speech_end`` (bytes into the utterance) marks where speech stopped: audio later
+        than :data:`RECOGNIZER_TAIL_MS` after it is silence and is not decoded."""
         if self._result is not None or self._cancelled:
             return
-        if self._batch:
-            self._worker.feed(self._stream_id, bytes(self._batch))
-            self._batch.clear()
+        end = len(self._audio)
+        if speech_end is not None:
+            end = min(end, max(0, speech_end) + RECOGNIZER_TAIL_MS * _BYTES_PER_MS)
+        self._send_until(end)
         self._result = self._worker.finish(self._stream_id)
 
     def cancel(self) -> None:
@@ -84,6 +96,12 @@ class Utterance:
         if self._result is None:
             return ""
         return await asyncio.wrap_future(self._result)
+
+    def _send_until(self, end: int) -> None:
+        end -= end % 2
+        if end > self._sent:
+            self._worker.feed(self._stream_id, bytes(self._audio[self._sent:end]))
+            self._sent = end
 
 
 class VoiceInput:
@@ -166,8 +184,10 @@ class VoiceInput:
         if event.kind == SPEECH_ENDED:
             if utterance is None:  # the detector never splits start and end this way; be safe anyway
                 utterance, self._passed = Utterance(self._worker, self._phrases), 0
-            utterance.feed((event.audio or b"")[self._passed:])
-            utterance.finish()
+            audio = event.audio or b""
+            utterance.feed(audio[self._passed:])
+            # The event's audio ends with the end-of-speech silence; speech stopped that long before its end.
+            utterance.finish(speech_end=len(audio) - VAD_END_SILENCE_MS * _BYTES_PER_MS)
             self._passed = 0
             return VoiceEvent(SPEECH_ENDED, event.audio_ms, utterance)
         if utterance is not None:
@@ -182,4 +202,5 @@ class VoiceInput:
         self._passed = 0
 
 
-__all__ = ["AUDIO_ENDED", "RECOGNIZER_BATCH_MS", "Utterance", "VoiceEvent", "VoiceInput"]
+__all__ = ["AUDIO_ENDED", "RECOGNIZER_BATCH_MS", "RECOGNIZER_HOLDBACK_MS", "RECOGNIZER_TAIL_MS", "Utterance",
+           "VoiceEvent", "VoiceInput"]
