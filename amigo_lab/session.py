@@ -469,6 +469,9 @@ class _Pending:
     end: Stamp | None = None
     audio_done: bool = False
     heard_speech_end: bool = False
+    # The server discarded speech (reset-zero) while this audio was still streaming; if no more speech
+    # is heard before its last chunk leaves, the turn produced nothing.
+    reset_while_streaming: bool = False
     followers: list["_Pending"] = field(default_factory=list)
 
     def everyone(self) -> list["_Pending"]:
@@ -591,6 +594,9 @@ class _TurnTracker:
             else:
                 self._complete(current, frame, entry)
         elif isinstance(frame, VadSpeechStarted):
+            for pending in self.users:
+                if pending.vad and not pending.audio_done:
+                    pending.reset_while_streaming = False  # speech again: the earlier discard no longer decides
             if self.current is not None and self.current.first_piece is not None and self.current.open_messages:
                 self.current.interrupted = True
         elif isinstance(frame, VadSpeechEnded):
@@ -660,12 +666,24 @@ class _TurnTracker:
 
     def _reset_zero(self) -> None:
         for pending in list(self.users):
-            if pending.vad and pending.audio_done and not pending.heard_speech_end:
-                self.users.remove(pending)
-                error = SessionError("the server's VAD heard no speech long enough to be a turn in this audio "
-                                     f"(vad-speech-reset-zero; speech must last {C.VAD_MIN_SPEECH_MS} ms or more)")
-                for each in pending.everyone():
-                    each.turn._fail(error)
+            if pending.vad and not pending.heard_speech_end:
+                if pending.audio_done:
+                    self._discard(pending)
+                else:
+                    pending.reset_while_streaming = True  # decided when its last chunk leaves
+
+    def vad_audio_done(self, pending: _Pending) -> None:
+        """The last chunk of a VAD turn left: a turn whose only speech was discarded ends here."""
+        pending.audio_done = True
+        if pending.reset_while_streaming and not pending.heard_speech_end and pending in self.users:
+            self._discard(pending)
+
+    def _discard(self, pending: _Pending) -> None:
+        self.users.remove(pending)
+        error = SessionError("the server's VAD heard no speech long enough to be a turn in this audio "
+                             f"(vad-speech-reset-zero; speech must last {C.VAD_MIN_SPEECH_MS} ms or more)")
+        for each in pending.everyone():
+            each.turn._fail(error)
 
     def _error(self, error: TurnError) -> None:
         # protocol.md: an error before interaction-complete voids that interaction.
@@ -1448,9 +1466,16 @@ class Session:
                 if self._state is not SessionState.ACTIVE:
                     self._queue.appendleft(item)
                     continue
-                await self._pace()
                 try:
+                    await self._pace()
                     entry = await self._send_now(item.frame, audio=item.audio, audio_ms=item.audio_ms)
+                except asyncio.CancelledError:
+                    # The session closed while this frame waited for its turn on the wire: it is neither
+                    # queued nor tracked any more, so its Turn must learn why here or it would never end.
+                    if item.owner is not None:
+                        item.owner.turn._fail(self._fatal or self._closed_error
+                                              or ConnectionClosedError(CloseCode.ABNORMAL, "session closed"))
+                    raise
                 except LocalProtocolError as exc:
                     if item.owner is not None:
                         item.owner.turn._fail(SessionError(f"cannot send {item.frame.type} now: {exc}"))
@@ -1504,7 +1529,7 @@ class Session:
             def sent(entry: Mapping[str, Any], final: bool = index == last and not end) -> None:
                 self._tracker.audio_sent(pending, entry)
                 if final:
-                    pending.audio_done = True
+                    self._tracker.vad_audio_done(pending)
 
             self._enqueue(_Outgoing(NewAudioMessage.from_bytes(data), owner=pending, audio=data, audio_ms=ms,
                                     on_sent=sent))

@@ -1,6 +1,6 @@
 """Measure the embedded emulator: voice turn latency, and how many real-time VAD voice sessions it holds.
 
-Run: ``python bench/bench_emulator.py`` (offline, loopback only; about three minutes). Options:
+Run: ``python bench/bench_emulator.py`` (offline, loopback only; about five minutes). Options:
 ``--levels 10,20,30`` (session counts to try), ``--seconds 20`` (measured time per level),
 ``--repeats 3`` (turns per phrase in the latency part).
 
@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from amigo_lab.emulator import DEFAULT_SERVICE_ID
 from amigo_lab.protocol import auth_subprotocol
@@ -62,7 +63,7 @@ END_SILENCE_MS = 500  # the emulator's VAD end-of-speech silence (protocol const
 PAUSE_AFTER_ANSWER_S = (0.3, 3.0)  # a listener thinks a random while (seeded) before speaking again
 DRAIN_S = 20.0  # how long a session may run past its window to hear out its last turn
 LOST_TURN_S = 4.0  # no transcript this long after a phrase: count it unanswered and go on
-LEVELS = (10, 20, 30, 50, 75, 100)
+LEVELS = (10, 25, 50, 75, 100, 125, 150, 200)
 RAMP_S = 8.0  # sessions join evenly over this long before a level's measured window starts
 
 LATENCY_P95_LIMIT_MS = 1000.0
@@ -228,6 +229,13 @@ class MicSession:
             index += 1
 
     async def _read(self, ws) -> None:
+        try:
+            await self._read_frames(ws)
+        except ConnectionClosed as exc:
+            if exc.rcvd is None or exc.rcvd.code != 1000:
+                self.result.failure = self.result.failure or f"closed: {exc}"
+
+    async def _read_frames(self, ws) -> None:
         loop = asyncio.get_running_loop()
         async for text in ws:
             now = loop.time()

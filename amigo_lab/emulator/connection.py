@@ -7,8 +7,9 @@ three tasks:
   and the frame-rate limit, answers recoverable mistakes with ``server.error`` 400, feeds user audio to
   :class:`~amigo_lab.emulator.voice.VoiceInput` (VAD events, barge-in), and queues user turns;
 * the **interaction worker** runs one interaction at a time from that queue: user message, agent actions,
-  message pieces (paced in real time for voice), ``interaction-complete``; external events wait in a buffer
-  and ride along with the next interaction, or start one themselves when no user input is pending;
+  message pieces (paced in real time for voice), ``interaction-complete``. External events wait in a
+  buffer; a user turn takes every event that arrived before its input was complete, and events that find
+  no user input pending start an interaction of their own;
 * the **idle watchdog** closes with 4408 when the user has been silent for the idle window.
 
 Fatal problems raise :class:`~amigo_lab.emulator.errors.Refusal` and close with its code; any other
@@ -32,7 +33,7 @@ from amigo_lab.emulator.errors import Refusal
 from amigo_lab.emulator.matching import detect_language
 from amigo_lab.emulator.rendering import text_pieces
 from amigo_lab.emulator.store import ConversationRecord, FrameRateLimiter, new_id
-from amigo_lab.emulator.voice import Utterance, VoiceEvent, VoiceInput
+from amigo_lab.emulator.voice import AUDIO_ENDED, Utterance, VoiceEvent, VoiceInput
 from amigo_lab.protocol import (
     CloseCode,
     CloseConnection,
@@ -64,6 +65,7 @@ from amigo_lab.protocol import (
     constants,
     parse,
 )
+from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -287,21 +289,21 @@ class Connection:
             await self._on_voice_event(event)
 
     async def _on_voice_event(self, event: VoiceEvent) -> None:
-        if event.kind == "speech-started":
+        if event.kind == SPEECH_STARTED:
             self._touch()
             if self._streaming_voice:
                 self._barge_in.set()
                 self.runtime.counters.barge_ins += 1
             await self._send(VadSpeechStarted(audio_ms=event.audio_ms))
-        elif event.kind == "speech-ended":
+        elif event.kind == SPEECH_ENDED:
             self._touch()
             await self._send(VadSpeechEnded(audio_ms=event.audio_ms))
             assert event.utterance is not None
             self._queue(_SpeechTurn(event.utterance, self._take_events()))
-        elif event.kind == "speech-reset-zero":
+        elif event.kind == SPEECH_RESET_ZERO:
             await self._send(VadSpeechResetZero(audio_ms=event.audio_ms))
             self._wake.set()  # events held back for this speech may go now
-        elif event.kind == "audio-ended":
+        elif event.kind == AUDIO_ENDED:
             assert event.utterance is not None
             self._queue(_SpeechTurn(event.utterance, self._take_events()))
 
@@ -379,10 +381,10 @@ class Connection:
             sent, interrupted = ("", True) if interrupted else await self._speak(reply.text, reply.language, answer_id)
             record.history.append(("agent", sent))
             completed = reply.end_conversation and not interrupted
-            await self._send(InteractionComplete(message_id=answer_id, interaction_id=interaction_id,
-                                                 full_message=sent, conversation_completed=completed))
             record.interactions += 1
             self.runtime.counters.interactions += 1
+            await self._send(InteractionComplete(message_id=answer_id, interaction_id=interaction_id,
+                                                 full_message=sent, conversation_completed=completed))
             if completed:
                 self.runtime.store.finish(record)
                 self._close(CloseCode.NORMAL, "conversation completed by the agent")

@@ -87,7 +87,7 @@ def detect_language(text: str, service: Service, *, current: str) -> str:
 
 
 class _LanguageIdentifier:
-    """py3langid's model, loaded once on first use (about 0.3 s) and limited to the six languages."""
+    """py3langid's model, loaded once on first use (under a second) and limited to the six languages."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -1,12 +1,12 @@
-"""Speech recognition for the emulator, in a worker process.
+"""Speech recognition for the emulator, in worker processes.
 
 pocketsphinx keeps Python's global interpreter lock while it decodes. In a thread of the emulator's own
 process that starves the event loop: every socket read and write gives the lock away and waits to get it
 back, and with a few dozen voice sessions the loop falls seconds behind while the CPU is half idle. So
 recognition runs in worker processes (:mod:`amigo_lab.emulator.asr_worker`, two by default) that every
-emulator of the Python process shares. Calls here never block: requests are queued to a writer thread, answers arrive on
-a reader thread and complete :class:`concurrent.futures.Future` objects (await them with
-``asyncio.wrap_future``). If the worker dies, waiting transcripts fail with
+emulator of the Python process shares. Calls here never block: requests are queued to a writer thread,
+answers arrive on a reader thread and complete :class:`concurrent.futures.Future` objects (await them
+with ``asyncio.wrap_future``). If a worker dies, its waiting transcripts fail with
 :class:`~amigo_lab.speech.SpeechError` and the next stream starts a new worker.
 """
 
@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, InvalidStateError
+from pathlib import Path
 
 from amigo_lab.emulator.asr_worker import CANCEL, ERROR, FEED, FINISH, OPEN, RESULT, WARM, read_frame, write_frame
 from amigo_lab.speech import SpeechError
@@ -29,6 +30,7 @@ from amigo_lab.speech import SpeechError
 logger = logging.getLogger("amigo_lab.emulator")
 
 _STOP = object()
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 #: Worker processes per Python process: two, so a burst of simultaneous speech decodes in parallel
 #: (one on a single-core machine).
@@ -39,8 +41,11 @@ class _Process:
     """One running worker process: its request queue and the transcripts waiting on it."""
 
     def __init__(self) -> None:
+        # The worker imports amigo_lab from wherever this process found it, installed or not.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         self.popen = subprocess.Popen([sys.executable, "-c", "from amigo_lab.emulator.asr_worker import main; main()"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: dict[int, Future[str]] = {}
         self.lock = threading.Lock()
@@ -50,11 +55,16 @@ class _Process:
 
     @property
     def alive(self) -> bool:
+        """False once the worker process has exited."""
         return not self.exited
 
     def send(self, op: int, stream_id: int, payload: bytes, future: "Future[str] | None") -> None:
+        """Queue a request; ``future`` (if any) gets its answer, or an error if the worker has exited."""
         if future is not None:
             with self.lock:
+                if self.exited:
+                    _settle(future, SpeechError("the speech recognition worker of this utterance exited"))
+                    return
                 self.waiting[stream_id] = future
         self.outbox.put((op, stream_id, payload))
 
@@ -107,8 +117,8 @@ class _Process:
             elif op == ERROR:
                 _settle(future, SpeechError(f"speech recognition failed: {payload.decode('utf-8', 'replace')}"))
         code = self.popen.wait()
-        self.exited = True
         with self.lock:
+            self.exited = True
             orphans, self.waiting = self.waiting, {}
         for future in orphans.values():
             _settle(future, SpeechError(f"the speech recognition worker exited with code {code}"))
@@ -130,6 +140,7 @@ class RecognitionWorker:
         self._ids = itertools.count(1)
         self._slots: list[_Process | None] = [None] * processes
         self._streams: dict[int, _Process] = {}
+        self._pid = os.getpid()
 
     def warm(self, phrases: Iterable[str]) -> None:
         """Start the workers and build the recognizer for ``phrases`` before the first user speaks."""
@@ -159,8 +170,8 @@ class RecognitionWorker:
         future: Future[str] = Future()
         with self._lock:
             process = self._streams.pop(stream_id, None)
-        if process is None or not process.alive:
-            _settle(future, SpeechError("the speech recognition worker of this utterance exited"))
+        if process is None:
+            _settle(future, SpeechError(f"recognition stream {stream_id} is not open"))
         else:
             process.send(FINISH, stream_id, b"", future)
         return future
@@ -183,6 +194,9 @@ class RecognitionWorker:
 
     def _running(self, slot: int) -> _Process:
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child inherits the parent's workers but not the threads that talk to them.
+                self._slots, self._streams, self._pid = [None] * len(self._slots), {}, os.getpid()
             process = self._slots[slot]
             if process is None or not process.alive:
                 process = self._slots[slot] = _Process()

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from websockets.http11 import Request, Response
 from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
 from amigo_lab.emulator.runtime import Limits, Runtime
-from amigo_lab.emulator.services import load_services
+from amigo_lab.emulator.services import Service, load_services
 from amigo_lab.protocol import CloseCode, ConnectParams, QueryError, build_url, parse_path, parse_query
 from amigo_lab.protocol import constants
 from amigo_lab.protocol.endpoint import token_from_subprotocols
@@ -76,9 +77,7 @@ class Emulator:
             raise TypeError(f"agent must be a callable taking an AgentTurn, got {type(agent).__name__}")
         if not idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be positive, got {idle_timeout_s!r}")
-        limits = limits or Limits()
-        if limits.idle_timeout_s != idle_timeout_s:
-            limits = Limits(**{**limits.__dict__, "idle_timeout_s": float(idle_timeout_s)})
+        limits = replace(limits or Limits(), idle_timeout_s=float(idle_timeout_s))
         self._host = host
         self._requested_port = port
         self.org = org
@@ -118,7 +117,7 @@ class Emulator:
         return f"ws://{self._host}:{self.port}"
 
     @property
-    def services(self) -> dict[str, Any]:
+    def services(self) -> dict[str, Service]:
         """The loaded services, ``{service_id: Service}``."""
         return dict(self._runtime.services)
 
@@ -132,8 +131,21 @@ class Emulator:
                          secure=False)
 
     def stats(self) -> dict[str, object]:
-        """Counters for benchmarks and tests: open connections, conversations, frames in and out, ..."""
-        return self._runtime.stats()
+        """Counters for benchmarks and tests: open connections, conversations, frames in and out, ...
+
+        Safe from any thread: the snapshot is taken on the serving loop.
+        """
+        loop = self._loop if self._thread is not None else None
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread:
+            return self._runtime.stats()
+
+        async def snapshot() -> dict[str, object]:
+            return self._runtime.stats()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(timeout=5)
+        except (RuntimeError, TimeoutError):  # the loop stopped meanwhile: nothing changes any more
+            return self._runtime.stats()
 
     # --- running on a background thread --------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ one turn are recognized as they arrive and ``audio: null`` ends the turn. With V
 ended or reset (too short); each utterance is streamed to the recognizer *while the user speaks*, so the
 transcript is ready almost as soon as the speech ends.
 
-Recognition runs in the worker process of :mod:`amigo_lab.emulator.recognition` (never on the event loop,
+Recognition runs in the worker processes of :mod:`amigo_lab.emulator.recognition` (never on the event loop,
 and not in a thread either: pocketsphinx would hold the interpreter lock the loop needs). Recognizers
 listen only for a service's English phrases.
 """
@@ -14,6 +14,7 @@ listen only for a service's English phrases.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,7 +22,16 @@ from dataclasses import dataclass
 from amigo_lab.audio import AudioError, decode_wire_audio, float_to_pcm16, silence
 from amigo_lab.emulator.recognition import RecognitionWorker
 from amigo_lab.protocol.constants import VAD_END_SILENCE_MS, VAD_MIN_SPEECH_MS
-from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED, VadEvent, VoiceActivityDetector
+from amigo_lab.speech import (
+    SPEECH_ENDED,
+    SPEECH_RESET_ZERO,
+    SPEECH_STARTED,
+    SpeechError,
+    VadEvent,
+    VoiceActivityDetector,
+)
+
+logger = logging.getLogger("amigo_lab.emulator")
 
 #: Kinds of :class:`VoiceEvent`: the three VAD events, and the end of a push-to-talk turn.
 AUDIO_ENDED = "audio-ended"
@@ -95,7 +105,11 @@ class Utterance:
         """The lowercase transcript ("" if nothing was recognized or the utterance was cancelled)."""
         if self._result is None:
             return ""
-        return await asyncio.wrap_future(self._result)
+        try:
+            return await asyncio.wrap_future(self._result)
+        except SpeechError as exc:  # the turn still gets an answer (the service's fallback)
+            logger.error("speech recognition failed, answering as if nothing was understood: %s", exc)
+            return ""
 
     def _send_until(self, end: int) -> None:
         end -= end % 2

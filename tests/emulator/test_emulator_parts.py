@@ -252,3 +252,36 @@ def test_the_frame_limiter_allows_a_burst_then_the_rate():
     assert all(limiter.allow() for _ in range(100)) and not limiter.allow()
     clock.now += 0.5
     assert sum(limiter.allow() for _ in range(100)) == 50
+
+
+# --- the recognition worker ---------------------------------------------------------------------------------
+
+
+def test_the_recognition_worker_transcribes_streams_and_survives_a_crash(clinic):
+    from amigo_lab.emulator.recognition import RecognitionWorker
+    from amigo_lab.speech import SpeechError
+
+    phrases = clinic.english_phrases()
+    speech = Synthesizer().synthesize("where are you located", language="eng").pcm + bytes(8000)
+    worker = RecognitionWorker(processes=1)
+    try:
+        first, dropped = worker.open(phrases), worker.open(phrases)
+        for start in range(0, len(speech), 3200):
+            worker.feed(first, speech[start:start + 3200])
+            worker.feed(dropped, speech[start:start + 3200])
+        worker.cancel(dropped)
+        assert worker.finish(first).result(timeout=20) == "where are you located"
+        assert worker.finish(dropped).exception(timeout=5) is not None  # cancelled streams cannot finish
+
+        waiting = worker.open(phrases)
+        worker.feed(waiting, speech)
+        process = worker._slots[0].popen
+        process.kill()  # the worker dies in the middle of an utterance
+        process.wait()
+        with pytest.raises(SpeechError):
+            worker.finish(waiting).result(timeout=20)
+        again = worker.open(phrases)  # a new worker takes over
+        worker.feed(again, speech)
+        assert worker.finish(again).result(timeout=20) == "where are you located"
+    finally:
+        worker.close()
