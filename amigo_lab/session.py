@@ -973,7 +973,8 @@ class Session:
         """
         if not 0 < chunk_ms <= C.MAX_CHUNK_MS:
             raise SessionError(f"chunk_ms must be more than 0 and at most {C.MAX_CHUNK_MS} (the protocol's "
-                               f"limit per frame), got {chunk_ms!r}; {C.RECOMMENDED_CHUNK_MS} is recommended")
+                               f"limit per frame), got {chunk_ms!r}; {C.RECOMMENDED_CHUNK_MS[0]} to {C.RECOMMENDED_CHUNK_MS[1]} ms "
+                               "is recommended")
         vad = self._vad_wanted
         if vad and self._audio_format != "pcm":
             raise SessionError("VAD needs audio_format='pcm'; connect with audio_format='pcm' or call vad(False)")
@@ -1154,6 +1155,11 @@ class Session:
         finally:
             if self._init_waiter is waiter:
                 self._init_waiter = None
+            # When sending failed first, the close also lands here; read it so it is not reported at exit.
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()
+            else:
+                waiter.cancel()
 
     async def _start(self, frame: StartConversation, greeting: _Pending) -> None:
         try:

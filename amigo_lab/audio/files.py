@@ -45,7 +45,8 @@ def load_audio(
     sr = check_sample_rate(sr)
     path = pathlib.Path(path)
     if not path.exists():
-        raise AudioError(f"no such audio file: {str(path)!r}; check the path (relative paths start at {os.getcwd()!r})")
+        where = "" if pathlib.Path(path).is_absolute() else f" (relative paths start at {os.getcwd()!r})"
+        raise AudioError(f"no such audio file: {str(path)!r}; check the path{where}")
     if not path.is_file():
         raise AudioError(f"{str(path)!r} is not a file; pass the path of an audio file")
     try:
