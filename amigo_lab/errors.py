@@ -10,6 +10,9 @@ all. The tree (each subclass lives next to the code that raises it)::
     │   └── RemoteProtocolError         the peer sent a frame the conversation state forbids
     ├── AudioError                    amigo_lab.audio     (bad audio input: file, format, length)
     ├── SpeechError                   amigo_lab.speech    (speech engines could not run)
+    ├── EmulatorError                 amigo_lab.emulator  (the embedded emulator cannot start or serve)
+    │   ├── ServiceError                a service definition in data/services is invalid
+    │   └── Refusal                     a connection is refused with a close code (internal to the server)
     ├── SessionError                  amigo_lab.session   (connecting or talking failed)
     │   ├── ConnectionClosedError       the socket closed; carries close code, reason and a hint
     │   └── TurnError                   the server answered a turn with ``server.error``

@@ -1,6 +1,6 @@
 """Measure the embedded emulator: voice turn latency, and how many real-time VAD voice sessions it holds.
 
-Run: ``python bench/bench_emulator.py`` (offline, loopback only; about five minutes). Options:
+Run: ``python bench/bench_emulator.py`` (offline, loopback only; five to seven minutes). Options:
 ``--levels 10,20,30`` (session counts to try), ``--seconds 20`` (measured time per level),
 ``--repeats 3`` (turns per phrase in the latency part).
 

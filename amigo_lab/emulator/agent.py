@@ -81,7 +81,8 @@ class AgentReply:
         if self.language not in LANGUAGES:
             raise ValueError(f"AgentReply.language must be one of {list(LANGUAGES)}, got {self.language!r}")
         if self.tool is not None and not isinstance(self.tool, ToolCall):
-            raise ValueError(f"AgentReply.tool must be a ToolCall or a (name, seconds, filler) tuple, got {self.tool!r}")
+            raise ValueError(
+                f"AgentReply.tool must be a ToolCall or a (name, seconds, filler) tuple, got {self.tool!r}")
 
 
 #: What ``Emulator(agent=...)`` accepts.

@@ -195,7 +195,8 @@ class Connection:
         except FrameError as exc:
             await self._send_error(400, str(exc))
             return
-        if isinstance(frame, (StartConversation, ContinueConversation)) and self.conversation.state is not State.CONNECTED:
+        initialising = isinstance(frame, (StartConversation, ContinueConversation))
+        if initialising and self.conversation.state is not State.CONNECTED:
             raise Refusal(CloseCode.BAD_REQUEST,
                           f"{frame.type} sent twice: a connection initialises one conversation, once")
         try:

@@ -116,6 +116,7 @@ class _Process:
                 _settle(future, payload.decode("utf-8"))
             elif op == ERROR:
                 _settle(future, SpeechError(f"speech recognition failed: {payload.decode('utf-8', 'replace')}"))
+        stdout.close()
         code = self.popen.wait()
         with self.lock:
             self.exited = True

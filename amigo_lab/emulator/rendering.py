@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from amigo_lab.audio import encode_wire_audio, pcm16_to_float
 from amigo_lab.protocol.constants import AGENT_PIECE_MS, SAMPLE_RATE
-from amigo_lab.speech.tts import Speech, Synthesizer
+from amigo_lab.speech import Speech, Synthesizer
 
 #: Words per piece of a text reply (``response_format=text``).
 TEXT_PIECE_WORDS = 3

@@ -70,11 +70,6 @@ class Utterance:
         self._result: Future[str] | None = None
         self._cancelled = False
 
-    @property
-    def audio_bytes(self) -> int:
-        """PCM bytes received for this utterance so far."""
-        return len(self._audio)
-
     def feed(self, pcm: bytes) -> None:
         """Add PCM16 audio of this utterance; all but the newest :data:`RECOGNIZER_HOLDBACK_MS` is decoded now."""
         if not pcm or self._result is not None or self._cancelled:

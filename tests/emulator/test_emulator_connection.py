@@ -10,10 +10,10 @@ import time
 import pytest
 from emulator_wire import WireClient, of_type
 from websockets.asyncio.client import connect as async_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from amigo_lab.emulator import DEFAULT_SERVICE_ID, DEFAULT_TOKEN, AgentReply, Emulator, Limits
+from amigo_lab.emulator import DEFAULT_SERVICE_ID, DEFAULT_TOKEN, AgentReply, Emulator
 from amigo_lab.protocol import auth_subprotocol
 
 
@@ -111,8 +111,11 @@ def test_more_than_a_hundred_frames_a_second_is_4429(connect):
     client = connect()
     client.start()
     client.interaction()
-    for _ in range(130):
-        client.send("client.extend-timeout")
+    try:
+        for _ in range(130):
+            client.send("client.extend-timeout")
+    except ConnectionClosed:
+        pass  # the server may close before the burst is over; the close code tells why
     code, reason, _ = client.expect_close()
     assert code == 4429 and "frames a second" in reason
 

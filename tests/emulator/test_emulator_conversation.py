@@ -54,7 +54,8 @@ def test_user_turns_sent_while_one_streams_are_answered_in_order(connect):
     client.say("do you take my insurance")
     client.interaction()  # greeting
     first, second = client.interaction(), client.interaction()
-    assert [first[0]["user_message"], second[0]["user_message"]] == ["where are you located", "do you take my insurance"]
+    asked = [first[0]["user_message"], second[0]["user_message"]]
+    assert asked == ["where are you located", "do you take my insurance"]
     assert "River Street" in first[-1]["full_message"] and "insurance" in second[-1]["full_message"]
 
 
@@ -110,7 +111,8 @@ def test_a_fast_tool_has_no_filler_and_the_filter_selects_actions(connect):
     client.say("I want to cancel my appointment")
     frames = client.interaction()
     actions = [f["action"] for f in of_type(frames, "server.current-agent-action")]
-    assert actions == [{"type": "tool-call-ended", "tool_name": "cancel_booking", "duration_ms": actions[0]["duration_ms"]}]
+    assert len(actions) == 1 and actions[0]["type"] == "tool-call-ended"
+    assert actions[0]["tool_name"] == "cancel_booking" and actions[0]["duration_ms"] >= 450
     assert len({f["message_id"] for f in of_type(frames, "server.new-message")}) == 1
 
 

@@ -72,7 +72,8 @@ def test_push_to_talk_speech_is_transcribed_and_answered(connect, speak, audio_f
     else:
         step = 200 * BYTES_PER_MS
         for start in range(0, len(pcm), step):
-            client.send("client.new-audio-message", audio=base64.b64encode(encode_mp3(pcm[start:start + step])).decode())
+            piece = encode_mp3(pcm[start:start + step])
+            client.send("client.new-audio-message", audio=base64.b64encode(piece).decode())
     client.send("client.new-audio-message", audio=None)
     frames = client.interaction()
     assert frames[0]["type"] == "server.user-message-available"
