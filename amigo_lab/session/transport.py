@@ -1,0 +1,164 @@
+"""The transport seam: the WebSocket the session talks through, how it is opened, and the reconnect policy.
+
+Tests and tools wrap a :class:`Transport` to delay, drop or cut traffic; :func:`open_websocket` is the
+default factory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from amigo_lab.protocol import (
+    CloseCode,
+    redact,
+)
+from amigo_lab.protocol import constants as C
+from amigo_lab.session.errors import ConnectionClosedError, SessionError, _ConnectFailed
+
+#: Largest message the client accepts; the protocol caps frames at 1 MiB, a newer server may send more.
+MAX_RECEIVE_BYTES = 16 * C.MAX_FRAME_BYTES
+
+
+# --- the transport seam ----------------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    """What a session needs from a socket. :class:`WebSocketTransport` is the real one; tests may wrap it.
+
+    ``recv`` and ``send`` raise :class:`ConnectionClosedError` once the socket is closed.
+    """
+
+    async def send(self, text: str) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def abort(self) -> None: ...
+
+
+#: ``await factory(url, subprotocol=..., secure=..., open_timeout=...)`` opens a :class:`Transport`.
+TransportFactory = Callable[..., Awaitable[Transport]]
+
+
+class WebSocketTransport:
+    """A :class:`Transport` over a ``websockets`` asyncio client connection.
+
+    ``secret`` (the token) is removed from close reasons, in case a server repeats it there.
+    """
+
+    def __init__(self, connection: Any, *, secret: str | None = None) -> None:
+        self._ws = connection
+        self._secret = secret
+
+    def _closed(self, exc: Exception) -> ConnectionClosedError:
+        rcvd = getattr(exc, "rcvd", None)
+        if rcvd is None:
+            return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost without a close frame")
+        return ConnectionClosedError(rcvd.code, redact(rcvd.reason, self._secret))
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server echoed."""
+        return self._ws.subprotocol
+
+    async def send(self, text: str) -> None:
+        """Send one text message."""
+        from websockets.exceptions import ConnectionClosed
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+
+    async def recv(self) -> str | bytes:
+        """Wait for the next message."""
+        from websockets.exceptions import ConnectionClosed
+        try:
+            return await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close politely (close frame, then wait for the server's)."""
+        await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once."""
+        self._ws.transport.abort()
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    return name in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
+
+
+async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeout: float) -> WebSocketTransport:
+    """Open the WebSocket (TLS verified for ``wss``); the default :data:`TransportFactory`.
+
+    Library errors become :class:`SessionError` / :class:`ConnectionClosedError` without the token.
+    """
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    token = subprotocol.removeprefix(C.AUTH_SUBPROTOCOL_PREFIX)
+    try:
+        connection = await ws_connect(
+            url,
+            subprotocols=[subprotocol],  # type: ignore[list-item]
+            open_timeout=open_timeout,
+            ping_interval=C.KEEPALIVE_INTERVAL_S,
+            ping_timeout=C.KEEPALIVE_TIMEOUT_S,
+            max_size=MAX_RECEIVE_BYTES,
+            compression=None,  # base64 audio barely compresses; deflate would only cost CPU
+            proxy=None if _is_loopback(host) else True,
+            user_agent_header=f"amigo_lab/{_lab_version()}",
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        try:
+            mirrored = CloseCode(4000 + status)  # the close codes mirror HTTP statuses (protocol.md §5)
+        except ValueError:
+            mirrored = None
+        if mirrored is not None:
+            raise ConnectionClosedError(
+                mirrored, f"the server refused the WebSocket upgrade with HTTP {status}") from None
+        raise SessionError(f"the server at {url} refused the WebSocket upgrade with HTTP {status}; "
+                           "check the host, region and organization") from None
+    except (InvalidURI, InvalidHandshake) as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}", token)
+        raise SessionError(f"the WebSocket handshake with {url} failed ({detail})") from None
+    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}", token)
+        where = "is the emulator running?" if _is_loopback(host) else "check the network, host and region"
+        raise _ConnectFailed(f"could not connect to {url} ({detail}); {where}") from None
+    return WebSocketTransport(connection, secret=token)
+
+
+def _lab_version() -> str:
+    from amigo_lab import __version__
+    return __version__
+
+
+# --- reconnect policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter for reconnecting: ``initial * factor**attempt`` seconds, capped at
+    ``maximum``, each multiplied by a random factor in ``[1 - jitter, 1 + jitter]``; ``attempts`` tries."""
+
+    initial: float = 0.25
+    factor: float = 2.0
+    maximum: float = 8.0
+    jitter: float = 0.5
+    attempts: int = 8
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before try number ``attempt`` (0-based)."""
+        base = min(self.maximum, self.initial * self.factor ** attempt)
+        spread = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        return max(0.0, base * spread)
