@@ -44,8 +44,12 @@ class _Process:
         # The worker imports amigo_lab from wherever this process found it, installed or not.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        # A session of its own: Ctrl+C in a terminal, or Jupyter's "interrupt kernel", signals the whole
+        # process group, and must not kill recognition mid-utterance. The worker still ends with us: it
+        # exits when its stdin closes.
         self.popen = subprocess.Popen([sys.executable, "-c", "from amigo_lab.emulator.asr_worker import main; main()"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                      start_new_session=True)
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: dict[int, Future[str]] = {}
         self.lock = threading.Lock()
