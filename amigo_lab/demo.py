@@ -39,7 +39,7 @@ class DemoResult:
     out: Path
     session_dir: Path
     report: Path
-    turns: "object"  # pandas.DataFrame; typed loosely to keep pandas out of import time
+    turns: "pandas.DataFrame"  # noqa: F821  (a string, so importing this module does not import pandas)
 
 
 def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtime: bool = True,
@@ -65,7 +65,7 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
     synth = Synthesizer()
 
     def speech(text: str) -> np.ndarray:
-        # Half a second of silence after the words lets the server's VAD hear the end of the turn.
+        # With VAD on, send_audio() appends the silence that lets the server hear the end of the turn.
         return pcm16_to_float(synth.synthesize(text, language="eng").pcm)
 
     echo("amigo-lab demo: a voice conversation with the embedded emulator (offline)")
