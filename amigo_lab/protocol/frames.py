@@ -454,6 +454,7 @@ class UnknownFrame(Frame):
 
     @property
     def type(self) -> str:
+        """The wire ``type`` as the peer sent it."""
         return self.frame_type
 
     def _validate(self) -> None:
@@ -464,6 +465,7 @@ class UnknownFrame(Frame):
             raise _fail(self, "payload", "must be a mapping without 'type'")
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire object exactly as received (``type`` first). Next: :func:`serialize`."""
         return {"type": self.frame_type, **self.payload, **self.extra}
 
 

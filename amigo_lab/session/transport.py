@@ -31,13 +31,17 @@ class Transport(Protocol):
     ``recv`` and ``send`` raise :class:`ConnectionClosedError` once the socket is closed.
     """
 
-    async def send(self, text: str) -> None: ...
+    async def send(self, text: str) -> None:
+        """Send one text message (one frame)."""
 
-    async def recv(self) -> str | bytes: ...
+    async def recv(self) -> str | bytes:
+        """The next message from the server; raises ConnectionClosedError once the socket is closed."""
 
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a close frame and wait for the server's answer."""
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Drop the connection at once, without a close frame (what a network failure looks like)."""
 
 
 #: ``await factory(url, subprotocol=..., secure=..., open_timeout=...)`` opens a :class:`Transport`.
