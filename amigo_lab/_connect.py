@@ -12,7 +12,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from amigo_lab.protocol import ConnectParams, QueryError, constants, region_host
+from amigo_lab.protocol import ConnectParams, QueryError, constants, is_loopback_host, region_host
 from amigo_lab.session import Session, SessionError
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ def shared_emulator() -> "Emulator":
             _shared_emulator = Emulator().start()
         return _shared_emulator
 
-
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return name.strip("[]") in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
 
 
 def connect(organization: str | None = None, token: str | None = None, *, region: str | None = None,
@@ -119,7 +115,7 @@ def connect(organization: str | None = None, token: str | None = None, *, region
             raise SessionError("no service id: pass connect(service_id=...) or set AMIGO_SERVICE_ID "
                                "(24 hex characters, from the Amigo console)")
 
-    secure = not (host is not None and _is_loopback(host))
+    secure = not (host is not None and is_loopback_host(host))
     session = Session(organization=organization, token=token, params=params, host=host, region=region_name,
                       secure=secure, service_id=service_id, version_set=version_set, log_dir=log_dir,
                       timeout=timeout, **session_options)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from amigo_lab.errors import AmigoError
+from amigo_lab.protocol import is_loopback_host
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def _emulator(args: argparse.Namespace) -> int:
             print("  press Ctrl+C to stop", flush=True)
             await asyncio.Event().wait()
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback_host(args.host):
         print(f"warning: binding {args.host}: the emulator is reachable from other machines", file=sys.stderr)
     try:
         asyncio.run(serve())

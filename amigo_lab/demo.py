@@ -51,8 +51,8 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
     or open ``out / "report.html"``.
     """
     from amigo_lab._connect import connect
-    from amigo_lab.session import SessionError
     from amigo_lab.emulator import DEFAULT_ORG, DEFAULT_SERVICE_ID, Emulator
+    from amigo_lab.session import SessionError
     from amigo_lab.speech import Synthesizer
 
     out = Path(out)
@@ -125,7 +125,7 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
             session.log.close()
 
     with steps.step(f"writing {out}"):
-        result = _write_outputs(out, session_dir, echo)
+        result = _write_outputs(out, session_dir)
     echo("")
     echo(_format_turns(result.turns))
     echo("")
@@ -159,7 +159,7 @@ def _wait_for_agent_audio(session, *, timeout: float) -> None:
         remove()
 
 
-def _write_outputs(out: Path, session_dir: Path, echo: Callable[[str], None]) -> DemoResult:
+def _write_outputs(out: Path, session_dir: Path) -> DemoResult:
     from amigo_lab.analysis import turns, write_report
     from amigo_lab.framelog import load_session
 

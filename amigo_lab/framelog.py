@@ -598,7 +598,7 @@ class RecordedSession:
             & frames["audio_offset"].notna()
         return frames[mask.fillna(False).astype(bool)].sort_values("seq")
 
-    def audio_track(self, direction: str, *, sr: int = 16000) -> np.ndarray:
+    def audio_track(self, direction: str, *, sr: int = _audio.SAMPLE_RATE) -> np.ndarray:
         """One side of the conversation as float32 samples at ``sr`` Hz on the session clock.
 
         ``"sent"`` is what the user sent, ``"received"`` what the agent sent. Each frame's audio starts

@@ -23,6 +23,7 @@ from amigo_lab.analysis.languages import language_figure, languages, latency_by_
 from amigo_lab.analysis.spectrogram import silence_gap_latency, spectrogram_figure
 from amigo_lab.analysis.turns import latency_summary, turns
 from amigo_lab.analysis.vad import reference_vad_segments, vad_timeline
+from amigo_lab.audio import SAMPLE_RATE
 from amigo_lab.protocol import describe_close, redact
 
 __all__ = ["REPORT_FILE", "write_report"]
@@ -36,7 +37,7 @@ _META_FIELDS = ("organization", "region", "service_id", "response_format", "audi
 _TURN_VIEW = ("turn", "user_kind", "transcript", "reply_text", "filler_text", "latency_first_text_ms",
               "latency_first_audio_ms", "latency_first_answer_audio_ms", "latency_complete_ms", "interrupted",
               "heard_ms", "events", "status", "error", "user_language", "agent_language")
-_SR = 16000
+_SR = SAMPLE_RATE
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

@@ -10,9 +10,9 @@ import numpy as np
 
 from amigo_lab.audio._checks import check_pcm16_length, check_sample_rate, is_int16
 from amigo_lab.audio.errors import AudioError
+from amigo_lab.protocol.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
-"""Samples per second of all audio on the wire, PCM16 and MP3 alike."""
+__all__ = ["SAMPLE_RATE"]  # re-exported: the protocol's rate (16 000 Hz), PCM16 and MP3 alike
 
 _PCM16 = np.dtype("<i2")
 _FULL_SCALE = 32768.0

@@ -98,7 +98,7 @@ def as_reply(result: AgentReply | str, turn: AgentTurn) -> AgentReply:
     raise TypeError(f"an agent must return AgentReply or str, got {type(result).__name__}")
 
 
-def filler_text(reply: AgentReply, turn: AgentTurn) -> str:
+def filler_text(reply: AgentReply) -> str:
     """What to say while ``reply.tool`` runs: the tool's own filler, else a polite default."""
     if reply.tool is not None and reply.tool.filler:
         return reply.tool.filler

@@ -438,7 +438,7 @@ class Connection:
             if tool.seconds > self._limits.slow_tool_s:
                 done, _ = await asyncio.wait({running}, timeout=self._limits.filler_after_s)
                 if not done:
-                    filler = filler_text(reply, turn)
+                    filler = filler_text(reply)
                     await self._action({"type": constants.ACTION_TOO_LONG, "tool_name": tool.name,
                                         "filler": filler})
                     _, interrupted = await self._speak(filler, reply.language, new_id())

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from amigo_lab.emulator.agent import Agent
+from amigo_lab.emulator.recognition import SHARED_RECOGNITION, RecognitionWorker
 from amigo_lab.emulator.rendering import SHARED_SPEECH_CACHE, SpeechCache
 from amigo_lab.emulator.services import Service
 from amigo_lab.emulator.store import ConversationStore
-from amigo_lab.emulator.recognition import SHARED_RECOGNITION, RecognitionWorker
 from amigo_lab.protocol import constants
 
 #: A slow tool (longer than this, in seconds) gets a filler.

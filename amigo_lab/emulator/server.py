@@ -25,8 +25,7 @@ from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
 from amigo_lab.emulator.runtime import Limits, Runtime
 from amigo_lab.emulator.services import Service, load_services
-from amigo_lab.protocol import CloseCode, ConnectParams, QueryError, build_url, parse_path, parse_query
-from amigo_lab.protocol import constants
+from amigo_lab.protocol import CloseCode, ConnectParams, QueryError, build_url, constants, parse_path, parse_query
 from amigo_lab.protocol.endpoint import token_from_subprotocols
 
 logger = logging.getLogger("amigo_lab.emulator")

@@ -14,6 +14,7 @@ from amigo_lab.protocol.endpoint import (
     QueryError,
     auth_subprotocol,
     build_url,
+    is_loopback_host,
     parse_path,
     parse_query,
     redact,
@@ -61,6 +62,7 @@ __all__ = [
     "RemoteProtocolError", "Role", "ServerError", "StartConversation", "State", "SwitchVadMode",
     "UnknownFrame", "UserMessageAvailable", "VadModeSwitched", "VadSpeechEnded", "VadSpeechResetZero",
     "VadSpeechStarted",
-    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "from_dict", "parse",
+    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "from_dict", "is_loopback_host",
+    "parse",
     "parse_path", "parse_query", "redact", "region_host", "serialize", "token_from_subprotocols",
 ]

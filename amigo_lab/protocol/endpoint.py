@@ -114,6 +114,20 @@ def parse_path(path: str) -> str | None:
     return org if org and "/" not in org else None
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for a loopback ``host`` or ``host:port`` (``127.x``, ``localhost``, ``::1``, ``[::1]:8765``).
+
+    Loopback means the embedded emulator: plain ``ws://`` and no proxy are right there, and only there.
+    """
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        name = host.split(":", 1)[0]
+    else:
+        name = host  # a bare name, an IPv4 address, or an IPv6 address without a port
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 def auth_subprotocol(token: str) -> str:
     """The subprotocol that carries a token. The server echoes it; browsers drop the socket otherwise."""
     if not token or any(c.isspace() or c == "," for c in token):

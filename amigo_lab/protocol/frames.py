@@ -18,7 +18,7 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
-from amigo_lab.protocol.constants import DEFAULT_VERSION_SET, MESSAGE_TYPES, MESSAGE_TYPE_USER
+from amigo_lab.protocol.constants import DEFAULT_VERSION_SET, MESSAGE_TYPE_USER, MESSAGE_TYPES
 from amigo_lab.protocol.errors import FrameError
 
 _HEX24 = re.compile(r"[0-9a-f]{24}\Z")
@@ -76,20 +76,22 @@ def _check_number(frame: "Frame", name: str, *, optional: bool = False) -> None:
         raise _fail(frame, name, f"must be a finite number, got {value!r}")
 
 
-def _check_base64(frame: "Frame", name: str, *, optional: bool = False) -> None:
+def _check_base64(frame: "Frame", name: str, *, optional: bool = False) -> bytes | None:
+    """Validate a base64 field and return its bytes (validating means decoding; keep the result)."""
     value = getattr(frame, name)
     if value is None and optional:
-        return
+        return None
     if not isinstance(value, str):
         raise _fail(frame, name, f"must be a base64 string{' or null' if optional else ''}, got {type(value).__name__}")
     try:
-        base64.b64decode(value, validate=True)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise _fail(frame, name, f"is not valid base64 ({exc})") from exc
 
 
-def _decode_base64(value: str | None) -> bytes | None:
-    return None if value is None else base64.b64decode(value, validate=True)
+# Decoded audio is kept on the frame under this attribute, outside the dataclass fields (so equality,
+# repr and serialization are unchanged): audio is decoded once per frame, not once per reader.
+_DECODED = "_decoded_audio"
 
 
 def _encode_base64(data: bytes | bytearray | memoryview | None) -> str | None:
@@ -204,7 +206,7 @@ class NewAudioMessage(Frame):
     audio: str | None
 
     def _validate(self) -> None:
-        _check_base64(self, "audio", optional=True)
+        object.__setattr__(self, _DECODED, _check_base64(self, "audio", optional=True))
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> "NewAudioMessage":
@@ -213,7 +215,7 @@ class NewAudioMessage(Frame):
 
     def audio_bytes(self) -> bytes | None:
         """The decoded audio bytes, or None at end of audio."""
-        return _decode_base64(self.audio)
+        return getattr(self, _DECODED)
 
 
 @_register
@@ -355,11 +357,18 @@ class NewMessage(Frame):
                 raise _fail(self, "transcript_alignment", f"has a bad pair {pair!r}; want [ms, char]")
 
     def audio_bytes(self) -> bytes:
-        """Decode ``message`` as base64 audio (for ``response_format=voice``). Raises FrameError if it is not."""
-        try:
-            return base64.b64decode(self.message, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise _fail(self, "message", f"is not base64 audio ({exc}); is response_format 'text'?") from exc
+        """Decode ``message`` as base64 audio (for ``response_format=voice``). Raises FrameError if it is not.
+
+        The bytes are decoded on the first call and kept, so every reader of the frame shares one decode.
+        """
+        decoded = self.__dict__.get(_DECODED)
+        if decoded is None:
+            try:
+                decoded = base64.b64decode(self.message, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise _fail(self, "message", f"is not base64 audio ({exc}); is response_format 'text'?") from exc
+            object.__setattr__(self, _DECODED, decoded)
+        return decoded
 
     @classmethod
     def audio_piece(cls, data: bytes, *, stop: bool, sequence_number: int, message_id: str,

@@ -542,7 +542,7 @@ class Session:
     async def _end(self, frame: Frame, why: str) -> None:
         """Send finish or close-connection after everything queued, then wait for the server to close."""
         if self._state is SessionState.RECONNECTING:
-            self._stop_reconnecting(why)
+            self._stop_reconnecting()
         if self._transport is None or self._state in _TERMINAL:
             if why != "reconnect":
                 self._finish_log()
@@ -571,7 +571,7 @@ class Session:
         if why != "reconnect":
             self._finish_log()
 
-    def _stop_reconnecting(self, why: str) -> None:
+    def _stop_reconnecting(self) -> None:
         """The user closed while the session was reconnecting: stop trying, leave the conversation open."""
         code, reason = self._last_close
         self._reconnecting = False

@@ -11,10 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
-from amigo_lab.protocol import (
-    CloseCode,
-    redact,
-)
+from amigo_lab.protocol import CloseCode, is_loopback_host, redact
 from amigo_lab.protocol import constants as C
 from amigo_lab.session.errors import ConnectionClosedError, SessionError, _ConnectFailed
 
@@ -94,10 +91,6 @@ class WebSocketTransport:
         self._ws.transport.abort()
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
-    return name in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
-
 
 async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeout: float) -> WebSocketTransport:
     """Open the WebSocket (TLS verified for ``wss``); the default :data:`TransportFactory`.
@@ -118,7 +111,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
             ping_timeout=C.KEEPALIVE_TIMEOUT_S,
             max_size=MAX_RECEIVE_BYTES,
             compression=None,  # base64 audio barely compresses; deflate would only cost CPU
-            proxy=None if _is_loopback(host) else True,
+            proxy=None if is_loopback_host(host) else True,
             user_agent_header=f"amigo_lab/{_lab_version()}",
         )
     except InvalidStatus as exc:
@@ -137,7 +130,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
         raise SessionError(f"the WebSocket handshake with {url} failed ({detail})") from None
     except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
         detail = redact(f"{type(exc).__name__}: {exc}", token)
-        where = "is the emulator running?" if _is_loopback(host) else "check the network, host and region"
+        where = "is the emulator running?" if is_loopback_host(host) else "check the network, host and region"
         raise _ConnectFailed(f"could not connect to {url} ({detail}); {where}") from None
     return WebSocketTransport(connection, secret=token)
 

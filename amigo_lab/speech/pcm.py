@@ -1,12 +1,10 @@
 """The wire format every speech engine speaks: PCM16 little-endian mono at 16 000 Hz, as ``bytes``."""
 
+from amigo_lab.protocol.constants import SAMPLE_RATE
+from amigo_lab.protocol.constants import SAMPLE_WIDTH_BYTES as SAMPLE_WIDTH
 from amigo_lab.speech.errors import SpeechError
 
-SAMPLE_RATE = 16_000
-"""Samples per second of all audio passed into and out of :mod:`amigo_lab.speech`."""
-
-SAMPLE_WIDTH = 2
-"""Bytes per sample (signed 16-bit little-endian)."""
+__all__ = ["BYTES_PER_MS", "SAMPLE_RATE", "SAMPLE_WIDTH", "as_bytes", "require_pcm16"]
 
 BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH // 1000
 """Bytes of PCM per millisecond of audio (32)."""

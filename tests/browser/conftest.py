@@ -159,8 +159,13 @@ TRACK_RECORDER = """
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable, speech_wav):
+    """Chromium with a fake microphone, for one test module.
+
+    Module scope, not session: Playwright's sync API keeps its event loop installed on the main thread while
+    it runs, and a later test that calls ``asyncio.run`` would find it there.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

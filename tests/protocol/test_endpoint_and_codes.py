@@ -66,3 +66,10 @@ def test_close_codes_carry_meaning_and_hint():
     assert "4404 not found: organization not found" in p.describe_close(4404, "organization not found")
     assert "not a code of the protocol" in p.describe_close(4999)
     assert all(c.hint and c.meaning for c in p.CloseCode)
+
+
+def test_loopback_hosts_with_and_without_ports():
+    for host in ("127.0.0.1", "127.0.0.1:8765", "localhost:8765", "::1", "[::1]:8765", "127.5.5.5"):
+        assert p.is_loopback_host(host), host
+    for host in ("api.amigo.ai", "api.amigo.ai:443", "10.0.0.1:8765", "0.0.0.0", "[2001:db8::1]:443"):
+        assert not p.is_loopback_host(host), host
