@@ -5,9 +5,17 @@ Standard library only; no sockets, clocks or randomness. Both the session (clien
 (protocol.md) lives in code. Start with :func:`parse` / :func:`serialize` and :class:`Conversation`.
 """
 
-from amigo_lab.protocol import constants
-from amigo_lab.protocol.codes import RECONNECT_CODES, CloseCode, describe_close
-from amigo_lab.protocol.conversation import CONVERSATION_COMPLETED, TRANSITIONS, Conversation, Role, State, event_of
+from amigo_lab.protocol import constants, wire
+from amigo_lab.protocol.codes import RECONNECT_CODES, CloseCode, describe_close, should_reconnect
+from amigo_lab.protocol.conversation import (
+    CONVERSATION_COMPLETED,
+    TRANSITIONS,
+    Conversation,
+    ProtocolViolation,
+    Role,
+    State,
+    event_of,
+)
 from amigo_lab.protocol.endpoint import (
     REDACTED,
     ConnectParams,
@@ -48,9 +56,11 @@ from amigo_lab.protocol.frames import (
     VadSpeechResetZero,
     VadSpeechStarted,
     from_dict,
+    normalise_alignment,
     parse,
     serialize,
 )
+from amigo_lab.protocol.wire import init_ack_id, is_init_ack, is_vad_ack
 
 __all__ = [
     "CLIENT_FRAME_TYPES", "CONVERSATION_COMPLETED", "FRAME_TYPES", "RECONNECT_CODES", "REDACTED",
@@ -58,11 +68,12 @@ __all__ = [
     "CloseCode", "CloseConnection", "ConnectParams", "ContinueConversation", "Conversation",
     "ConversationContinued", "ConversationCreated", "CurrentAgentAction", "ExtendTimeout",
     "FinishConversation", "Frame", "FrameError", "InteractionComplete", "LocalProtocolError",
-    "NewAudioMessage", "NewMessage", "NewTextMessage", "ProtocolError", "QueryError",
+    "NewAudioMessage", "NewMessage", "NewTextMessage", "ProtocolError", "ProtocolViolation", "QueryError",
     "RemoteProtocolError", "Role", "ServerError", "StartConversation", "State", "SwitchVadMode",
     "UnknownFrame", "UserMessageAvailable", "VadModeSwitched", "VadSpeechEnded", "VadSpeechResetZero",
     "VadSpeechStarted",
-    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "from_dict", "is_loopback_host",
-    "parse",
-    "parse_path", "parse_query", "redact", "region_host", "serialize", "token_from_subprotocols",
+    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "from_dict", "init_ack_id",
+    "is_init_ack", "is_loopback_host", "is_vad_ack", "normalise_alignment", "parse",
+    "parse_path", "parse_query", "redact", "region_host", "serialize", "should_reconnect",
+    "token_from_subprotocols", "wire",
 ]

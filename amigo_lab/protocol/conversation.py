@@ -24,26 +24,42 @@ Rules the table encodes (protocol.md §2):
   still arrive and are legal;
 * after the agent completes the conversation, nothing but a trailing ``server.error`` is legal.
 
-Two things stay outside the table because they depend on the role: the server answers an unknown client
-frame type with a 400 (``receive`` raises), while the client tolerates unknown server frame types (they
-are delivered as :class:`UnknownFrame` and change nothing). And each end may only send its own direction's
-frames.
+What happens on an illegal frame depends on the role, because the two ends trust differently:
+
+* **Server role** (the emulator judging a client): an illegal frame raises :class:`RemoteProtocolError` and
+  leaves the state unchanged; so do an unknown ``client.*`` type and a format check of
+  :meth:`Frame.strict_problems` (e.g. a conversation id that is not 24 hex). The emulator answers 400.
+* **Client role** (a client reading a server it cannot correct): the state machine *reports, it does not
+  withhold*. Every parsed frame is delivered; a frame illegal in the state, a piece out of sequence
+  (``sequence_number`` not from 0, a jump), a piece after ``stop``, a frame of the wrong direction and
+  every line of a frame's lenient-read :attr:`~Frame.problems` becomes a :class:`ProtocolViolation`,
+  drained with :meth:`Conversation.violations_received`. An illegal frame leaves the state unchanged; a
+  piece out of sequence becomes the new reference, so one bad piece never makes later ones look bad.
+  Unknown server frame types are delivered as :class:`UnknownFrame`; one named ``server.conversation-*``
+  that carries the requested id (:func:`~amigo_lab.protocol.wire.is_init_ack`) answers the initialisation.
+
+Each end may only send its own direction's frames, and a server never sends a frame with problems (exact in
+what you send).
 
 The four verbs, after ``websockets.protocol``: :meth:`Conversation.send` a frame, then take the texts to
 write from :meth:`~Conversation.data_to_send`; :meth:`~Conversation.receive` a text read from the socket,
-then take the parsed frames from :meth:`~Conversation.events_received`. :attr:`~Conversation.state` tells
-where the conversation is.
+then take the parsed frames from :meth:`~Conversation.events_received` (and, as a client, the violations
+from :meth:`~Conversation.violations_received`). :attr:`~Conversation.state` tells where the conversation is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
+from amigo_lab.protocol import wire
 from amigo_lab.protocol.errors import LocalProtocolError, RemoteProtocolError
 from amigo_lab.protocol.frames import (
+    ContinueConversation,
     Frame,
     InteractionComplete,
     NewMessage,
+    StartConversation,
     UnknownFrame,
     parse,
     serialize,
@@ -125,6 +141,17 @@ def event_of(frame: Frame) -> str:
     return frame.type
 
 
+@dataclass(frozen=True)
+class ProtocolViolation:
+    """Something a server sent that breaks a rule; the frame was delivered all the same (client role).
+
+    ``description`` says what was wrong in one line; ``frame`` is the frame it is about.
+    """
+
+    description: str
+    frame: Frame
+
+
 class Conversation:
     """The sans-I/O state of one connection, for either role.
 
@@ -137,11 +164,15 @@ class Conversation:
         self._state = State.CONNECTED
         self._outgoing: list[str] = []
         self._incoming: list[Frame] = []
+        self._violations: list[ProtocolViolation] = []
         self.conversation_id: str | None = None
         self.close_code: int | None = None
         self.close_reason: str = ""
-        # message_id -> (last sequence_number, stopped); checks that agent pieces rise and end once.
-        self._pieces: dict[str, tuple[int, bool]] = {}
+        # The id a sent continue-conversation asked for (None: a start), to recognise its answer.
+        self._requested_id: str | None = None
+        # message_id -> (last sequence_number, stopped): the reference the next piece is checked against.
+        # Emptied at each interaction-complete, so its size is bounded by one interaction's messages.
+        self._pieces: dict[str, tuple[int | None, bool]] = {}
 
     @property
     def state(self) -> State:
@@ -164,10 +195,21 @@ class Conversation:
                 raise LocalProtocolError("the connection is closed")
             self._outgoing.append(serialize(frame))
             return
-        next_state = self._next(frame, LocalProtocolError)
+        if frame.problems:
+            raise LocalProtocolError(f"{frame.type} is malformed ({'; '.join(frame.problems)}); "
+                                     "build it with valid fields")
+        next_state = self._next(frame)
+        if next_state is None:
+            raise LocalProtocolError(self._illegal(frame))
         if isinstance(frame, NewMessage):
-            self._check_piece(frame, LocalProtocolError)
+            problem = self._piece_problem(frame)
+            if problem is not None:
+                raise LocalProtocolError(problem)
         text = serialize(frame)
+        if isinstance(frame, ContinueConversation):
+            self._requested_id = frame.conversation_id
+        elif isinstance(frame, StartConversation):
+            self._requested_id = None
         self._advance(frame, next_state)
         self._outgoing.append(text)
 
@@ -181,34 +223,30 @@ class Conversation:
     def receive(self, text: str | bytes) -> Frame:
         """Parse a received text, check it against the state, update the state, queue and return the frame.
 
-        Raises :class:`FrameError` for a text that is not a frame and :class:`RemoteProtocolError` for a
-        frame the state forbids (its ``.frame`` holds the frame); the state is unchanged in both cases.
-        Next: :meth:`events_received`.
+        Raises :class:`FrameError` for a text that is not a frame. In the server role, a frame the state
+        forbids raises :class:`RemoteProtocolError` (its ``.frame`` holds the frame) and the state is
+        unchanged; in the client role it is delivered and a :class:`ProtocolViolation` recorded instead.
+        Next: :meth:`events_received`, then (client) :meth:`violations_received`.
         """
-        frame = parse(text)
-        return self.receive_frame(frame)
+        return self.receive_frame(parse(text))
 
     def receive_frame(self, frame: Frame) -> Frame:
         """Like :meth:`receive`, for a frame already parsed."""
-        peer = "server." if self.role is Role.CLIENT else "client."
-        if isinstance(frame, UnknownFrame):
-            if self.role is Role.SERVER:
-                raise RemoteProtocolError(
-                    f"unknown frame type {frame.type!r}; known client types start with 'client.'", frame=frame)
-            self._incoming.append(frame)  # the client tolerates what a newer server may send
-            return frame
-        if not frame.type.startswith(peer):
-            raise RemoteProtocolError(f"a {self.role.value} cannot receive {frame.type}", frame=frame)
-        next_state = self._next(frame, RemoteProtocolError)
-        if isinstance(frame, NewMessage):
-            self._check_piece(frame, RemoteProtocolError)
-        self._advance(frame, next_state)
+        if self.role is Role.SERVER:
+            self._judge(frame)
+        else:
+            self._report(frame)
         self._incoming.append(frame)
         return frame
 
     def events_received(self) -> list[Frame]:
-        """Take the frames accepted by :meth:`receive`, oldest first."""
+        """Take the frames accepted by :meth:`receive`, oldest first. Next: :meth:`violations_received`."""
         out, self._incoming = self._incoming, []
+        return out
+
+    def violations_received(self) -> list[ProtocolViolation]:
+        """Take the rule breaks seen by :meth:`receive` in the client role, oldest first (log them)."""
+        out, self._violations = self._violations, []
         return out
 
     # --- the socket ---------------------------------------------------------------------------------------
@@ -229,40 +267,87 @@ class Conversation:
 
     # --- internals ----------------------------------------------------------------------------------------
 
-    def _next(self, frame: Frame, error: type[LocalProtocolError] | type[RemoteProtocolError]) -> State:
-        event = event_of(frame)
-        row = TRANSITIONS[self._state]
-        if event not in row:
-            allowed = sorted(e for e in row if e.startswith(frame.type.split(".")[0]))
-            message = (f"{frame.type} is not allowed while the conversation is {self._state.value}; "
-                       f"allowed now: {', '.join(allowed) or 'nothing'}")
-            if error is RemoteProtocolError:
-                raise RemoteProtocolError(message, frame=frame)
-            raise LocalProtocolError(message)
-        return row[event]
+    def _judge(self, frame: Frame) -> None:
+        """Server role: raise RemoteProtocolError for anything a client may not send now."""
+        if isinstance(frame, UnknownFrame):
+            raise RemoteProtocolError(
+                f"unknown frame type {frame.type!r}; known client types start with 'client.'", frame=frame)
+        if not frame.type.startswith("client."):
+            raise RemoteProtocolError(f"a server cannot receive {frame.type}", frame=frame)
+        strict = frame.strict_problems()
+        if strict:
+            raise RemoteProtocolError(f"{frame.type}: {'; '.join(strict)}", frame=frame)
+        next_state = self._next(frame)
+        if next_state is None:
+            raise RemoteProtocolError(self._illegal(frame), frame=frame)
+        self._advance(frame, next_state)
 
-    def _check_piece(self, frame: NewMessage, error: type[LocalProtocolError] | type[RemoteProtocolError]) -> None:
+    def _report(self, frame: Frame) -> None:
+        """Client role: move the state where the frame says, recording every rule it breaks."""
+        for problem in frame.problems:
+            self._violate(f"{frame.type}: {problem}", frame)
+        if not frame.type.startswith("server."):
+            self._violate(f"a client cannot receive {frame.type}; delivered as is", frame)
+            return
+        if self._state is State.INITIALISING and wire.is_init_ack(frame, self._requested_id):
+            self.conversation_id = wire.init_ack_id(frame) or self._requested_id
+            self._state = State.ACTIVE
+            return
+        if self._state is State.INITIALISING and frame.type.startswith(wire.INIT_ACK_PREFIX):
+            got = wire.init_ack_id(frame)
+            self._violate(f"{frame.type} names conversation {got}, not {self._requested_id} as asked; "
+                          "the initialisation is still waiting", frame)
+            return
+        if isinstance(frame, UnknownFrame):
+            return  # a newer server's frame: tolerated, changes nothing
+        next_state = self._next(frame)
+        if next_state is None:
+            self._violate(self._illegal(frame) + "; delivered, state unchanged", frame)
+            next_state = self._state
+        if isinstance(frame, NewMessage):
+            problem = self._piece_problem(frame)
+            if problem is not None:
+                self._violate(problem, frame)
+        self._advance(frame, next_state)
+
+    def _violate(self, description: str, frame: Frame) -> None:
+        self._violations.append(ProtocolViolation(description, frame))
+
+    def _next(self, frame: Frame) -> State | None:
+        return TRANSITIONS[self._state].get(event_of(frame))
+
+    def _illegal(self, frame: Frame) -> str:
+        row = TRANSITIONS[self._state]
+        allowed = sorted(e for e in row if e.startswith(frame.type.split(".")[0]))
+        return (f"{frame.type} is not allowed while the conversation is {self._state.value}; "
+                f"allowed now: {', '.join(allowed) or 'nothing'}")
+
+    def _piece_problem(self, frame: NewMessage) -> str | None:
         last = self._pieces.get(frame.message_id)
-        problem = None
-        if last is None and frame.sequence_number != 0:
-            problem = f"first piece of message {frame.message_id} has sequence_number {frame.sequence_number}, want 0"
-        elif last is not None and last[1]:
-            problem = f"piece after stop for message {frame.message_id}"
-        elif last is not None and frame.sequence_number != last[0] + 1:
-            problem = (f"message {frame.message_id} jumped from sequence_number {last[0]} "
-                       f"to {frame.sequence_number}")
-        if problem is not None:
-            if error is RemoteProtocolError:
-                raise RemoteProtocolError(problem, frame=frame)
-            raise LocalProtocolError(problem)
+        number = frame.sequence_number
+        if last is not None and last[1]:
+            return f"piece after stop for message {frame.message_id}"
+        if number is None:
+            if self.role is Role.SERVER:
+                return f"piece of message {frame.message_id} has no sequence_number; number pieces from 0"
+            return None
+        if last is None and number != 0:
+            return f"first piece of message {frame.message_id} has sequence_number {number}, want 0"
+        if last is not None and last[0] is not None and number != last[0] + 1:
+            return f"message {frame.message_id} jumped from sequence_number {last[0]} to {number}"
+        return None
 
     def _advance(self, frame: Frame, next_state: State) -> None:
         if isinstance(frame, NewMessage):
-            self._pieces[frame.message_id] = (frame.sequence_number, frame.stop)
+            last = self._pieces.get(frame.message_id)
+            number = frame.sequence_number
+            if number is None and last is not None and last[0] is not None:
+                number = last[0] + 1  # the server stopped numbering: count on from the last number
+            self._pieces[frame.message_id] = (number, frame.stop or (last is not None and last[1]))
+        elif isinstance(frame, InteractionComplete):
+            self._pieces.clear()
         conversation_id = getattr(frame, "conversation_id", None)
-        if conversation_id is not None and frame.type.startswith("server."):
-            self.conversation_id = conversation_id
-        elif conversation_id is not None and self.role is Role.SERVER:
+        if conversation_id and (frame.type.startswith("server.") or self.role is Role.SERVER):
             self.conversation_id = conversation_id
         self._state = next_state
 
@@ -270,6 +355,7 @@ class Conversation:
 __all__ = [
     "CONVERSATION_COMPLETED",
     "Conversation",
+    "ProtocolViolation",
     "Role",
     "State",
     "TRANSITIONS",

@@ -1,9 +1,22 @@
 """Frames: one frozen dataclass per wire type of protocol.md §3 and §4, plus :class:`UnknownFrame`.
 
-Frames are values. They are compared by value, validated on construction (a bad field raises
-:class:`FrameError` naming it), carry their wire type as the class constant ``TYPE``, and know nothing of
-time or direction (the frame log adds those). Field names are the wire keys. Keys a known frame does not
-define are kept in ``extra`` so nothing the peer sent is lost.
+Frames are values. They are compared by value, carry their wire type as the class constant ``TYPE``, and
+know nothing of time or direction (the frame log adds those). Field names are the wire keys; other names a
+server may use are mapped by :data:`amigo_lab.protocol.wire.FIELD_ALIASES`. Keys a known frame does not
+define are kept in ``extra`` (a wire key named ``extra`` included) so nothing the peer sent is lost.
+
+Be liberal in what you accept, exact in what you send:
+
+- **Client frames** (what the emulator reads) are checked as protocol.md requires: a bad field raises
+  :class:`FrameError` naming it. Checks of id formats that only a server can judge are in
+  :meth:`Frame.strict_problems`, which the server role of the state machine applies.
+- **Server frames** (what the client reads) are read leniently. A missing boolean or counter takes its
+  natural default (``stop`` false, ``sequence_number`` None = not given, ``conversation_completed`` false,
+  ``full_message`` None = not given); plausible alternative shapes are normalised (a string
+  ``http_error_code``, the alignment shapes of :mod:`~amigo_lab.protocol.wire`); a secondary field that still
+  cannot be read (an alignment, an action, a counter) takes its default, its raw value is kept in
+  :attr:`Frame.unparsed` and a line is added to :attr:`Frame.problems`, while the primary payload (the audio
+  or text) survives. Only a frame without its primary payload raises :class:`FrameError`.
 
 Use :func:`parse` on a received text and :func:`serialize` on a frame to send; ``parse(serialize(f)) == f``.
 """
@@ -15,9 +28,10 @@ import binascii
 import json
 import math
 import re
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
+from amigo_lab.protocol import wire
 from amigo_lab.protocol.constants import DEFAULT_VERSION_SET, MESSAGE_TYPE_USER, MESSAGE_TYPES
 from amigo_lab.protocol.errors import FrameError
 
@@ -26,33 +40,28 @@ _HEX24 = re.compile(r"[0-9a-f]{24}\Z")
 #: Wire type -> frame class. Filled by :func:`_register`; the single source of truth for :func:`parse`.
 FRAME_TYPES: dict[str, type["Frame"]] = {}
 
+#: An alignment: ``((ms, char), ...)``, the start of each character in the piece's audio.
+Alignment = tuple[tuple[float, str], ...]
+
 
 def _register(cls: type["Frame"]) -> type["Frame"]:
     FRAME_TYPES[cls.TYPE] = cls
     return cls
 
 
-# --- field checks: each raises FrameError naming the field ---------------------------------------------
+# --- strict field checks (client frames): each raises FrameError naming the field -------------------------
 
 
 def _fail(frame: "Frame", name: str, message: str) -> FrameError:
     return FrameError(message, field=name, frame_type=frame.type)
 
 
-def _check_str(frame: "Frame", name: str, *, non_empty: bool = False, optional: bool = False) -> None:
+def _check_str(frame: "Frame", name: str, *, non_empty: bool = False) -> None:
     value = getattr(frame, name)
-    if value is None and optional:
-        return
     if not isinstance(value, str):
         raise _fail(frame, name, f"must be a string, got {type(value).__name__}")
     if non_empty and not value.strip():
         raise _fail(frame, name, "must not be empty")
-
-
-def _check_hex24(frame: "Frame", name: str) -> None:
-    _check_str(frame, name)
-    if not _HEX24.match(getattr(frame, name)):
-        raise _fail(frame, name, f"must be 24 lowercase hex characters, got {getattr(frame, name)!r}")
 
 
 def _check_bool(frame: "Frame", name: str) -> None:
@@ -60,33 +69,158 @@ def _check_bool(frame: "Frame", name: str) -> None:
         raise _fail(frame, name, f"must be true or false, got {getattr(frame, name)!r}")
 
 
-def _check_int(frame: "Frame", name: str, *, minimum: int | None = None) -> None:
+def _check_base64(frame: "Frame", name: str) -> bytes | None:
+    """Validate an optional base64 field and return its bytes (validating means decoding; keep the result)."""
     value = getattr(frame, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(frame, name, f"must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise _fail(frame, name, f"must be >= {minimum}, got {value}")
-
-
-def _check_number(frame: "Frame", name: str, *, optional: bool = False) -> None:
-    value = getattr(frame, name)
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(frame, name, f"must be a finite number, got {value!r}")
-
-
-def _check_base64(frame: "Frame", name: str, *, optional: bool = False) -> bytes | None:
-    """Validate a base64 field and return its bytes (validating means decoding; keep the result)."""
-    value = getattr(frame, name)
-    if value is None and optional:
+    if value is None:
         return None
     if not isinstance(value, str):
-        raise _fail(frame, name, f"must be a base64 string{' or null' if optional else ''}, got {type(value).__name__}")
+        raise _fail(frame, name, f"must be a base64 string or null, got {type(value).__name__}")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise _fail(frame, name, f"is not valid base64 ({exc})") from exc
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- lenient field readers (server frames): normalise, or default and note the problem ----------------------
+
+_NO_RAW = object()
+
+
+def _lenient(frame: "Frame", name: str, read: Callable[[Any], Any], default: Any, want: str) -> None:
+    """Replace field ``name`` by ``read(value)``; when that raises ValueError, by ``default``, noting why."""
+    value = getattr(frame, name)
+    try:
+        normal = read(value)
+    except ValueError:
+        frame._note(name, f"{name}: want {want}, got {_short(value)}; read as {default!r}", raw=value)
+        normal = default
+    if normal is not value:
+        object.__setattr__(frame, name, normal)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(value)
+
+
+def _read_opt_bool(value: Any) -> bool | None:
+    return None if value is None else _read_bool(value)
+
+
+def _read_opt_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise ValueError(value)
+
+
+def _read_opt_number(value: Any) -> float | None:
+    if value is None or _is_number(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(value) from None
+        if math.isfinite(number):
+            return number
+    raise ValueError(value)
+
+
+def _read_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if _is_number(value):
+        return str(value)
+    raise ValueError(value)
+
+
+def _read_opt_str(value: Any) -> str | None:
+    return None if value is None else _read_str(value)
+
+
+def _read_action(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping) and isinstance(value.get("type"), str):
+        return value
+    if isinstance(value, str) and value:
+        return {"type": value}  # a bare action type
+    raise ValueError(value)
+
+
+def _pick(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    return next((mapping[k] for k in keys if k in mapping), None)
+
+
+def _ms_of(item: Mapping[str, Any]) -> float:
+    ms = _pick(item, wire.ALIGNMENT_MS_KEYS)
+    if _is_number(ms):
+        return ms  # type: ignore[no-any-return]
+    seconds = _pick(item, wire.ALIGNMENT_SECONDS_KEYS)
+    if _is_number(seconds):
+        return float(seconds) * 1000.0
+    raise ValueError(item)
+
+
+def _pair(item: Any) -> tuple[float, str]:
+    if isinstance(item, Mapping):
+        char = _pick(item, wire.ALIGNMENT_CHAR_KEYS)
+        if isinstance(char, str):
+            return _ms_of(item), char
+        raise ValueError(item)
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        first, second = item
+        if _is_number(first) and isinstance(second, str):
+            return first, second
+        if isinstance(first, str) and _is_number(second):
+            return second, first
+    raise ValueError(item)
+
+
+def normalise_alignment(value: Any) -> Alignment | None:
+    """A ``transcript_alignment`` in any shape :mod:`~amigo_lab.protocol.wire` names, as ``((ms, char), ...)``.
+
+    Accepts ``[ms, char]`` or ``[char, ms]`` pairs, a list of objects (``{"char": "h", "start_ms": 0}``) and a
+    dict of arrays (``{"chars": [...], "charStartTimesMs": [...]}``, or start times in seconds). None stays
+    None. Raises ValueError for anything else (the parser then keeps the raw value and notes the problem).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(_pair(item) for item in value)
+    if isinstance(value, Mapping):
+        chars = _pick(value, wire.ALIGNMENT_CHARS_ARRAY_KEYS)
+        if isinstance(chars, str):
+            chars = list(chars)
+        times = _pick(value, wire.ALIGNMENT_MS_ARRAY_KEYS)
+        scale = 1.0
+        if times is None:
+            times, scale = _pick(value, wire.ALIGNMENT_SECONDS_ARRAY_KEYS), 1000.0
+        if (isinstance(chars, list) and isinstance(times, list) and len(chars) == len(times)
+                and all(isinstance(c, str) for c in chars) and all(_is_number(x) for x in times)):
+            return tuple((x * scale if scale != 1.0 else x, c) for x, c in zip(times, chars))
+    raise ValueError(value)
 
 
 # Decoded audio is kept on the frame under this attribute, outside the dataclass fields (so equality,
@@ -103,7 +237,10 @@ def _encode_base64(data: bytes | bytearray | memoryview | None) -> str | None:
 
 @dataclass(frozen=True)
 class Frame:
-    """Base of every frame. ``TYPE`` is the wire ``type``; ``extra`` keeps unknown keys the peer sent."""
+    """Base of every frame. ``TYPE`` is the wire ``type``; ``extra`` keeps unknown keys the peer sent.
+
+    :attr:`problems` and :attr:`unparsed` tell what a lenient read could not use; they are outside equality.
+    """
 
     TYPE: ClassVar[str] = ""
     extra: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
@@ -118,16 +255,39 @@ class Frame:
         """True for ``client.*`` frames (sent by the client)."""
         return self.type.startswith("client.")
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What a lenient read could not use, one line each (empty for a well-formed frame)."""
+        return tuple(self.__dict__.get("_problems", ()))
+
+    @property
+    def unparsed(self) -> Mapping[str, Any]:
+        """Field name -> the raw wire value that could not be read (the field then holds its default)."""
+        return dict(self.__dict__.get("_unparsed", {}))
+
+    def _note(self, name: str, problem: str, *, raw: Any = _NO_RAW) -> None:
+        self.__dict__.setdefault("_problems", []).append(problem)
+        if raw is not _NO_RAW:
+            self.__dict__.setdefault("_unparsed", {})[name] = raw
+
     def __post_init__(self) -> None:
         if not isinstance(self.extra, Mapping):
             raise _fail(self, "extra", "must be a mapping of extra wire keys")
-        clash = {f.name for f in fields(self)} & set(self.extra) | ({"type"} & set(self.extra))
+        defined = {f.name for f in fields(self)} - {"extra"}
+        clash = (defined | {"type"}) & set(self.extra)
         if clash:
             raise _fail(self, "extra", f"repeats defined keys {sorted(clash)}")
         self._validate()
 
     def _validate(self) -> None:
-        """Check every field; subclasses raise FrameError naming the field."""
+        """Check (client frames) or normalise (server frames) every field."""
+
+    def strict_problems(self) -> list[str]:
+        """Format checks a server applies to what a client sent (e.g. id formats); empty when all pass.
+
+        A client never applies them to server frames: ids are the server's business.
+        """
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         """The wire object as a dict (``type`` first, then fields, then extras). Next: :func:`serialize`."""
@@ -135,8 +295,7 @@ class Frame:
         for f in fields(self):
             if f.name == "extra":
                 continue
-            value = getattr(self, f.name)
-            out[f.name] = _to_wire(value)
+            out[f.name] = _to_wire(getattr(self, f.name))
         out.update(self.extra)
         return out
 
@@ -157,25 +316,37 @@ def _to_wire(value: Any) -> Any:
 class StartConversation(Frame):
     """Start a new conversation (Option A). The server answers ``server.conversation-created``."""
 
-    TYPE: ClassVar[str] = "client.start-conversation"
+    TYPE: ClassVar[str] = wire.START_CONVERSATION_TYPE
     service_id: str
     service_version_set_name: str = DEFAULT_VERSION_SET
 
     def _validate(self) -> None:
-        _check_hex24(self, "service_id")
+        _check_str(self, "service_id")
+        if not _HEX24.match(self.service_id):
+            raise _fail(self, "service_id", f"must be 24 lowercase hex characters, got {self.service_id!r}")
         _check_str(self, "service_version_set_name", non_empty=True)
 
 
 @_register
 @dataclass(frozen=True)
 class ContinueConversation(Frame):
-    """Continue an unfinished conversation (Option B). The server answers ``server.conversation-continued``."""
+    """Continue an unfinished conversation (Option B). The server answers ``server.conversation-continued``.
 
-    TYPE: ClassVar[str] = "client.continue-conversation"
+    The id is the one the server gave; the client does not judge its format (the emulator does, see
+    :meth:`strict_problems`).
+    """
+
+    TYPE: ClassVar[str] = wire.CONTINUE_CONVERSATION_TYPE
     conversation_id: str
 
     def _validate(self) -> None:
-        _check_hex24(self, "conversation_id")
+        _check_str(self, "conversation_id", non_empty=True)
+
+    def strict_problems(self) -> list[str]:
+        """The emulator's ids are 24 lowercase hex characters (protocol.md §3)."""
+        if _HEX24.match(self.conversation_id):
+            return []
+        return [f"conversation_id must be 24 lowercase hex characters, got {self.conversation_id!r}"]
 
 
 @_register
@@ -183,7 +354,7 @@ class ContinueConversation(Frame):
 class NewTextMessage(Frame):
     """A user's text turn, or an external event (``message_type="external-event"``)."""
 
-    TYPE: ClassVar[str] = "client.new-text-message"
+    TYPE: ClassVar[str] = wire.NEW_TEXT_MESSAGE_TYPE
     text: str
     message_type: str = MESSAGE_TYPE_USER
 
@@ -202,11 +373,11 @@ class NewAudioMessage(Frame):
     Build it from bytes with :meth:`from_bytes`; read the bytes back with :meth:`audio_bytes`.
     """
 
-    TYPE: ClassVar[str] = "client.new-audio-message"
+    TYPE: ClassVar[str] = wire.NEW_AUDIO_MESSAGE_TYPE
     audio: str | None
 
     def _validate(self) -> None:
-        object.__setattr__(self, _DECODED, _check_base64(self, "audio", optional=True))
+        object.__setattr__(self, _DECODED, _check_base64(self, "audio"))
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> "NewAudioMessage":
@@ -215,7 +386,8 @@ class NewAudioMessage(Frame):
 
     def audio_bytes(self) -> bytes | None:
         """The decoded audio bytes, or None at end of audio."""
-        return getattr(self, _DECODED)
+        decoded: bytes | None = getattr(self, _DECODED)
+        return decoded
 
 
 @_register
@@ -223,7 +395,7 @@ class NewAudioMessage(Frame):
 class SwitchVadMode(Frame):
     """Turn server-side voice activity detection on or off; answered by ``server.vad-mode-switched``."""
 
-    TYPE: ClassVar[str] = "client.switch-vad-mode"
+    TYPE: ClassVar[str] = wire.SWITCH_VAD_MODE_TYPE
     vad_mode_on: bool
 
     def _validate(self) -> None:
@@ -235,7 +407,7 @@ class SwitchVadMode(Frame):
 class ExtendTimeout(Frame):
     """Reset the server's idle timer (protocol.md §6) without saying anything."""
 
-    TYPE: ClassVar[str] = "client.extend-timeout"
+    TYPE: ClassVar[str] = wire.EXTEND_TIMEOUT_TYPE
 
 
 @_register
@@ -243,7 +415,7 @@ class ExtendTimeout(Frame):
 class FinishConversation(Frame):
     """Finish the conversation for good; the server then closes with 1000."""
 
-    TYPE: ClassVar[str] = "client.finish-conversation"
+    TYPE: ClassVar[str] = wire.FINISH_CONVERSATION_TYPE
 
 
 @_register
@@ -251,34 +423,37 @@ class FinishConversation(Frame):
 class CloseConnection(Frame):
     """Close the socket but leave the conversation open, to continue it later (Option B)."""
 
-    TYPE: ClassVar[str] = "client.close-connection"
+    TYPE: ClassVar[str] = wire.CLOSE_CONNECTION_TYPE
 
 
-# Server -> client (protocol.md §4) ----------------------------------------------------------------------
+# Server -> client (protocol.md §4), read leniently ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _InitAck(Frame):
+    conversation_id: str = ""
+
+    def _validate(self) -> None:
+        _lenient(self, "conversation_id", _read_str, "", "a string")
+        if not self.conversation_id:
+            self._note("conversation_id", "conversation_id: missing or empty; the conversation cannot be "
+                       "continued later")
 
 
 @_register
 @dataclass(frozen=True)
-class ConversationCreated(Frame):
+class ConversationCreated(_InitAck):
     """The answer to ``client.start-conversation``; the agent's greeting follows."""
 
-    TYPE: ClassVar[str] = "server.conversation-created"
-    conversation_id: str
-
-    def _validate(self) -> None:
-        _check_str(self, "conversation_id", non_empty=True)
+    TYPE: ClassVar[str] = wire.CONVERSATION_CREATED_TYPE
 
 
 @_register
 @dataclass(frozen=True)
-class ConversationContinued(Frame):
+class ConversationContinued(_InitAck):
     """The answer to ``client.continue-conversation``."""
 
-    TYPE: ClassVar[str] = "server.conversation-continued"
-    conversation_id: str
-
-    def _validate(self) -> None:
-        _check_str(self, "conversation_id", non_empty=True)
+    TYPE: ClassVar[str] = wire.CONVERSATION_CONTINUED_TYPE
 
 
 @_register
@@ -286,33 +461,35 @@ class ConversationContinued(Frame):
 class UserMessageAvailable(Frame):
     """The user's turn as the server understood it: the text, or the transcript of the audio."""
 
-    TYPE: ClassVar[str] = "server.user-message-available"
-    message_id: str
-    user_message: str
+    TYPE: ClassVar[str] = wire.USER_MESSAGE_AVAILABLE_TYPE
+    message_id: str = ""
+    user_message: str = ""
 
     def _validate(self) -> None:
-        _check_str(self, "message_id")
-        _check_str(self, "user_message")
+        _lenient(self, "message_id", _read_str, "", "a string")
+        _lenient(self, "user_message", _read_str, "", "a string")
 
 
 @_register
 @dataclass(frozen=True)
 class CurrentAgentAction(Frame):
-    """An agent action (``action["type"]``: e.g. ``tool-call-started``, ``action-too-long``)."""
+    """An agent action (``action["type"]``: e.g. ``tool-call-started``, ``action-too-long``).
 
-    TYPE: ClassVar[str] = "server.current-agent-action"
-    action: Mapping[str, Any]
+    An action that is not an object with a string ``type`` is kept raw in :attr:`unparsed`; ``action`` is then
+    empty and :attr:`action_type` is ``""``.
+    """
+
+    TYPE: ClassVar[str] = wire.CURRENT_AGENT_ACTION_TYPE
+    action: Mapping[str, Any] = field(default_factory=dict)
 
     def _validate(self) -> None:
-        if not isinstance(self.action, Mapping):
-            raise _fail(self, "action", f"must be an object, got {type(self.action).__name__}")
-        if not isinstance(self.action.get("type"), str):
-            raise _fail(self, "action", "must have a string 'type'")
+        _lenient(self, "action", _read_action, {}, "an object with a string 'type'")
 
     @property
     def action_type(self) -> str:
-        """The action's own type, e.g. ``"tool-call-started"``."""
-        return self.action["type"]
+        """The action's own type, e.g. ``"tool-call-started"`` (``""`` when the action could not be read)."""
+        kind = self.action.get("type")
+        return kind if isinstance(kind, str) else ""
 
 
 @_register
@@ -320,48 +497,39 @@ class CurrentAgentAction(Frame):
 class NewMessage(Frame):
     """One piece of the agent's message: text, or base64 audio (see :meth:`audio_bytes`).
 
-    ``sequence_number`` rises from 0 within a ``message_id``; the last piece has ``stop=True``.
-    ``transcript_alignment`` gives ``(ms, char)`` pairs for audio pieces, or None.
+    ``sequence_number`` rises from 0 within a ``message_id`` (None: the server did not say); the last piece
+    has ``stop=True``. ``transcript_alignment`` gives ``(ms, char)`` pairs for audio pieces, or None.
+    ``message`` is the primary payload: a piece without it cannot be read.
     """
 
-    TYPE: ClassVar[str] = "server.new-message"
+    TYPE: ClassVar[str] = wire.NEW_MESSAGE_TYPE
     message: str
-    stop: bool
-    sequence_number: int
-    message_id: str
-    transcript_alignment: tuple[tuple[float, str], ...] | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.transcript_alignment, list):
-            # Wire lists become tuples so the frame stays a value.
-            try:
-                pairs = tuple((p[0], p[1]) for p in self.transcript_alignment)
-            except (TypeError, IndexError, KeyError) as exc:
-                raise _fail(self, "transcript_alignment", "must be a list of [ms, char] pairs") from exc
-            object.__setattr__(self, "transcript_alignment", pairs)
-        super().__post_init__()
+    stop: bool = False
+    sequence_number: int | None = None
+    message_id: str = ""
+    transcript_alignment: Alignment | None = None
 
     def _validate(self) -> None:
-        _check_str(self, "message")
-        _check_bool(self, "stop")
-        _check_int(self, "sequence_number", minimum=0)
-        _check_str(self, "message_id")
-        alignment = self.transcript_alignment
-        if alignment is None:
-            return
-        if not isinstance(alignment, tuple):
-            raise _fail(self, "transcript_alignment", "must be a list of [ms, char] pairs or null")
-        for pair in alignment:
-            if (len(pair) != 2 or isinstance(pair[0], bool) or not isinstance(pair[0], (int, float))
-                    or not math.isfinite(pair[0]) or not isinstance(pair[1], str)):
-                raise _fail(self, "transcript_alignment", f"has a bad pair {pair!r}; want [ms, char]")
+        if self.message is None:
+            object.__setattr__(self, "message", "")
+            self._note("message", "message: null, read as an empty piece")
+        elif not isinstance(self.message, str):
+            raise _fail(self, "message", f"must be a string (text or base64 audio), got "
+                                         f"{type(self.message).__name__}")
+        _lenient(self, "stop", _read_bool, False, "true or false")
+        _lenient(self, "sequence_number", _read_opt_int, None, "an integer")
+        if self.sequence_number is not None and self.sequence_number < 0:
+            self._note("sequence_number", f"sequence_number: negative ({self.sequence_number})")
+        _lenient(self, "message_id", _read_str, "", "a string")
+        _lenient(self, "transcript_alignment", normalise_alignment, None,
+                 "[ms, char] pairs, objects with a char and a start, or arrays of chars and start times")
 
     def audio_bytes(self) -> bytes:
         """Decode ``message`` as base64 audio (for ``response_format=voice``). Raises FrameError if it is not.
 
         The bytes are decoded on the first call and kept, so every reader of the frame shares one decode.
         """
-        decoded = self.__dict__.get(_DECODED)
+        decoded: bytes | None = self.__dict__.get(_DECODED)
         if decoded is None:
             try:
                 decoded = base64.b64decode(self.message, validate=True)
@@ -372,7 +540,7 @@ class NewMessage(Frame):
 
     @classmethod
     def audio_piece(cls, data: bytes, *, stop: bool, sequence_number: int, message_id: str,
-                    transcript_alignment: tuple[tuple[float, str], ...] | None = None) -> "NewMessage":
+                    transcript_alignment: Alignment | None = None) -> "NewMessage":
         """Build an audio piece from raw bytes (the server side's constructor)."""
         return cls(message=_encode_base64(data) or "", stop=stop, sequence_number=sequence_number,
                    message_id=message_id, transcript_alignment=transcript_alignment)
@@ -381,31 +549,34 @@ class NewMessage(Frame):
 @_register
 @dataclass(frozen=True)
 class InteractionComplete(Frame):
-    """The end of an interaction. ``conversation_completed=True``: the agent ended the conversation."""
+    """The end of an interaction. ``conversation_completed=True``: the agent ended the conversation.
 
-    TYPE: ClassVar[str] = "server.interaction-complete"
-    message_id: str
-    interaction_id: str
-    full_message: str
-    conversation_completed: bool
+    ``full_message`` None: the server did not send it (use the pieces' text).
+    """
+
+    TYPE: ClassVar[str] = wire.INTERACTION_COMPLETE_TYPE
+    message_id: str = ""
+    interaction_id: str = ""
+    full_message: str | None = None
+    conversation_completed: bool = False
 
     def _validate(self) -> None:
-        _check_str(self, "message_id")
-        _check_str(self, "interaction_id")
-        _check_str(self, "full_message")
-        _check_bool(self, "conversation_completed")
+        _lenient(self, "message_id", _read_str, "", "a string")
+        _lenient(self, "interaction_id", _read_str, "", "a string")
+        _lenient(self, "full_message", _read_opt_str, None, "a string")
+        _lenient(self, "conversation_completed", _read_bool, False, "true or false")
 
 
 @_register
 @dataclass(frozen=True)
 class VadModeSwitched(Frame):
-    """The answer to ``client.switch-vad-mode``."""
+    """The answer to ``client.switch-vad-mode``; ``vad_mode_on`` None: the server did not say which mode."""
 
-    TYPE: ClassVar[str] = "server.vad-mode-switched"
-    vad_mode_on: bool
+    TYPE: ClassVar[str] = wire.VAD_MODE_SWITCHED_TYPE
+    vad_mode_on: bool | None = None
 
     def _validate(self) -> None:
-        _check_bool(self, "vad_mode_on")
+        _lenient(self, "vad_mode_on", _read_opt_bool, None, "true or false")
 
 
 @dataclass(frozen=True)
@@ -413,7 +584,7 @@ class _VadEvent(Frame):
     audio_ms: float | None = None
 
     def _validate(self) -> None:
-        _check_number(self, "audio_ms", optional=True)
+        _lenient(self, "audio_ms", _read_opt_number, None, "a finite number")
 
 
 @_register
@@ -421,7 +592,7 @@ class _VadEvent(Frame):
 class VadSpeechStarted(_VadEvent):
     """Server VAD heard speech begin at ``audio_ms`` of the user's stream. Flush agent playback (barge-in)."""
 
-    TYPE: ClassVar[str] = "server.vad-speech-started"
+    TYPE: ClassVar[str] = wire.VAD_SPEECH_STARTED_TYPE
 
 
 @_register
@@ -429,7 +600,7 @@ class VadSpeechStarted(_VadEvent):
 class VadSpeechEnded(_VadEvent):
     """Server VAD heard speech end at ``audio_ms``; the turn is being answered."""
 
-    TYPE: ClassVar[str] = "server.vad-speech-ended"
+    TYPE: ClassVar[str] = wire.VAD_SPEECH_ENDED_TYPE
 
 
 @_register
@@ -437,21 +608,24 @@ class VadSpeechEnded(_VadEvent):
 class VadSpeechResetZero(_VadEvent):
     """The speech detected was too short to be a turn (a cough, a click); it was discarded."""
 
-    TYPE: ClassVar[str] = "server.vad-speech-reset-zero"
+    TYPE: ClassVar[str] = wire.VAD_SPEECH_RESET_ZERO_TYPE
 
 
 @_register
 @dataclass(frozen=True)
 class ServerError(Frame):
-    """The server's ``server.error``: an HTTP-like code and a description. 400s keep the connection open."""
+    """The server's ``server.error``: an HTTP-like code and a description. 400s keep the connection open.
 
-    TYPE: ClassVar[str] = "server.error"
-    http_error_code: int
-    error_description: str
+    ``http_error_code`` None: the server sent no readable code (treat it as a failure, not a recoverable 400).
+    """
+
+    TYPE: ClassVar[str] = wire.ERROR_TYPE
+    http_error_code: int | None = None
+    error_description: str = ""
 
     def _validate(self) -> None:
-        _check_int(self, "http_error_code")
-        _check_str(self, "error_description")
+        _lenient(self, "http_error_code", _read_opt_int, None, "an integer")
+        _lenient(self, "error_description", _read_str, "", "a string")
 
 
 @dataclass(frozen=True)
@@ -489,12 +663,13 @@ def _reject_constant(name: str) -> Any:
     raise FrameError(f"{name} is not valid JSON")
 
 
-def parse(text: str | bytes) -> Frame:
+def parse(text: str | bytes | bytearray) -> Frame:
     """Parse one wire message into its frame.
 
-    Unknown types become :class:`UnknownFrame`; unknown keys of known types land in ``extra``. Anything
-    else that is wrong raises :class:`FrameError` naming the field. Next: feed the frame to a
-    connection's state machine, or log it.
+    Unknown types become :class:`UnknownFrame`; unknown keys of known types land in ``extra``; server frames
+    are read leniently (see the module docstring; look at :attr:`Frame.problems`). A text that is not a JSON
+    object with a ``type``, or a frame without its primary payload, raises :class:`FrameError` naming the
+    field. Next: feed the frame to a connection's state machine, or log it.
     """
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -520,17 +695,18 @@ def from_dict(obj: Mapping[str, Any]) -> Frame:
     if not isinstance(frame_type, str) or not frame_type:
         raise FrameError("is missing or not a non-empty string", field="type")
     rest = {k: v for k, v in obj.items() if k != "type"}
+    frame_type = wire.TYPE_ALIASES.get(frame_type, frame_type)
     cls = FRAME_TYPES.get(frame_type)
     if cls is None:
         return UnknownFrame(frame_type=frame_type, payload=rest)
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name == "extra":
-            continue
-        if f.name in rest:
-            kwargs[f.name] = rest.pop(f.name)
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise FrameError("is required", field=f.name, frame_type=frame_type)
+    for theirs, ours in wire.FIELD_ALIASES.get(frame_type, {}).items():
+        if theirs in rest and ours not in rest:
+            rest[ours] = rest.pop(theirs)
+    for name in wire.REQUIRED.get(frame_type, ()):
+        if name not in rest:
+            raise FrameError("is required", field=name, frame_type=frame_type)
+    names = [f.name for f in fields(cls) if f.name != "extra"]
+    kwargs = {name: rest.pop(name) for name in names if name in rest}
     return cls(**kwargs, extra=rest)
 
 
@@ -539,4 +715,3 @@ def serialize(frame: Frame) -> str:
     if not isinstance(frame, Frame):
         raise TypeError(f"serialize() takes a Frame, got {type(frame).__name__}")
     return json.dumps(frame.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-

@@ -118,18 +118,117 @@ def test_each_end_sends_only_its_own_direction(active):
     with pytest.raises(p.LocalProtocolError):
         active.client.send(p.ConversationCreated(conversation_id="x"))
     with pytest.raises(p.RemoteProtocolError):
-        active.client.receive(p.serialize(p.NewTextMessage(text="echo")))
+        active.server.receive(p.serialize(p.ConversationCreated(conversation_id="x")))
+    # The client reports a client frame coming from the server, and still delivers it.
+    got = active.client.receive(p.serialize(p.NewTextMessage(text="echo")))
+    assert active.client.events_received() == [got]
+    [violation] = active.client.violations_received()
+    assert "cannot receive client.new-text-message" in violation.description and violation.frame == got
 
 
-def test_pieces_must_rise_from_zero_and_stop_once(active):
-    with pytest.raises(p.RemoteProtocolError, match="want 0"):
-        active.client.receive(p.serialize(p.NewMessage(message="x", stop=False, sequence_number=1, message_id="m")))
+def test_server_sending_pieces_must_rise_from_zero_and_stop_once(active):
+    with pytest.raises(p.LocalProtocolError, match="want 0"):
+        active.server.send(p.NewMessage(message="x", stop=False, sequence_number=1, message_id="m"))
     active.server_sends(p.NewMessage(message="a", stop=False, sequence_number=0, message_id="m"))
     with pytest.raises(p.LocalProtocolError, match="jumped"):
         active.server.send(p.NewMessage(message="c", stop=False, sequence_number=2, message_id="m"))
+    with pytest.raises(p.LocalProtocolError, match="no sequence_number"):
+        active.server.send(p.NewMessage(message="c", message_id="m"))
     active.server_sends(p.NewMessage(message="b", stop=True, sequence_number=1, message_id="m"))
     with pytest.raises(p.LocalProtocolError, match="after stop"):
         active.server.send(p.NewMessage(message="d", stop=False, sequence_number=2, message_id="m"))
+
+
+def test_server_never_sends_a_frame_with_problems(active):
+    with pytest.raises(p.LocalProtocolError, match="malformed.*transcript_alignment"):
+        active.server.send(p.NewMessage(message="x", sequence_number=0, message_id="m",
+                                        transcript_alignment="garbage"))  # type: ignore[arg-type]
+
+
+def piece(n, *, stop=False, mid="m"):
+    return p.serialize(p.NewMessage(message="x", stop=stop, sequence_number=n, message_id=mid))
+
+
+def test_client_delivers_pieces_out_of_sequence_and_reports_each_rule_once(active):
+    client = active.client
+    texts = [piece(1), piece(2), piece(4), piece(5, stop=True), piece(6)]
+    for text in texts:
+        client.receive(text)
+    assert [f.sequence_number for f in client.events_received()] == [1, 2, 4, 5, 6]
+    assert [v.description for v in client.violations_received()] == [
+        "first piece of message m has sequence_number 1, want 0",
+        "message m jumped from sequence_number 2 to 4",
+        "piece after stop for message m",
+    ]
+
+
+def test_client_counts_on_when_the_server_omits_sequence_numbers(active):
+    client = active.client
+    for text in ('{"type":"server.new-message","message":"a","message_id":"m"}',
+                 '{"type":"server.new-message","message":"b","message_id":"m","sequence_number":1}',
+                 '{"type":"server.new-message","message":"c","message_id":"m"}',
+                 '{"type":"server.new-message","message":"d","message_id":"m","sequence_number":3,"stop":true}'):
+        client.receive(text)
+    assert len(client.events_received()) == 4 and client.violations_received() == []
+
+
+def test_client_reports_frames_illegal_in_the_state_and_keeps_the_state():
+    client = p.Conversation(p.Role.CLIENT)
+    frame = client.receive(piece(0))
+    assert client.events_received() == [frame] and client.state is p.State.CONNECTED
+    [violation] = client.violations_received()
+    assert "not allowed while the conversation is connected" in violation.description
+
+
+def test_client_reports_lenient_read_problems_as_violations(active):
+    frame = active.client.receive('{"type":"server.new-message","message":"x","sequence_number":0,'
+                                  '"message_id":"m","transcript_alignment":"?"}')
+    [violation] = active.client.violations_received()
+    assert violation.frame is frame and violation.description.startswith("server.new-message: transcript_alignment")
+
+
+def test_interaction_complete_forgets_the_messages_of_the_interaction(active):
+    active.server_sends(p.NewMessage(message="a", stop=True, sequence_number=0, message_id="m"))
+    active.server_sends(p.InteractionComplete(message_id="m", interaction_id="i", full_message="a"))
+    assert active.client._pieces == {} and active.server._pieces == {}
+
+
+def test_server_applies_strict_checks_to_client_ids():
+    server = p.Conversation(p.Role.SERVER)
+    with pytest.raises(p.RemoteProtocolError, match="24 lowercase hex"):
+        server.receive('{"type":"client.continue-conversation","conversation_id":"not-hex"}')
+    assert server.state is p.State.CONNECTED
+
+
+def test_client_continues_with_any_id_format_and_takes_an_unknown_ack_name():
+    client = p.Conversation(p.Role.CLIENT)
+    client.send(p.ContinueConversation(conversation_id="conv-42"))
+    client.receive('{"type":"server.conversation-resumed-v2","conversation_id":"conv-42"}')
+    assert client.state is p.State.ACTIVE and client.conversation_id == "conv-42"
+    assert isinstance(client.events_received()[0], p.UnknownFrame) and client.violations_received() == []
+
+
+def test_client_ack_for_another_conversation_is_reported_and_keeps_waiting():
+    client = p.Conversation(p.Role.CLIENT)
+    client.send(p.ContinueConversation(conversation_id="conv-42"))
+    client.receive('{"type":"server.conversation-continued","conversation_id":"conv-7"}')
+    assert client.state is p.State.INITIALISING
+    [violation] = client.violations_received()
+    assert "conv-7, not conv-42" in violation.description
+
+
+def test_client_created_ack_without_id_is_active_and_reported():
+    client = p.Conversation(p.Role.CLIENT)
+    client.send(p.StartConversation(service_id=SERVICE))
+    client.receive('{"type":"server.conversation-created"}')
+    assert client.state is p.State.ACTIVE and client.conversation_id is None
+    assert "conversation_id" in client.violations_received()[0].description
+
+
+def test_unknown_frames_while_active_change_nothing(active):
+    active.client.receive('{"type":"server.conversation-something","conversation_id":"zz"}')
+    assert active.client.state is p.State.ACTIVE and active.client.violations_received() == []
+    assert active.client.conversation_id == "c" * 24
 
 
 def test_reset_for_reconnect_allows_continue_on_a_new_socket(active):
