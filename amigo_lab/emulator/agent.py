@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from amigo_lab.emulator.matching import best_match
 from amigo_lab.protocol.constants import LANGUAGES
@@ -59,7 +59,7 @@ class AgentTurn:
     events: tuple[tuple[float, str], ...]
     history: tuple[tuple[str, str], ...]
     conversation_id: str
-    service: "Service"
+    service: Service
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class AgentReply:
 
 
 #: What ``Emulator(agent=...)`` accepts.
-Agent = Callable[[AgentTurn], Union[AgentReply, str]]
+Agent = Callable[[AgentTurn], AgentReply | str]
 
 
 def as_reply(result: AgentReply | str, turn: AgentTurn) -> AgentReply:

@@ -76,7 +76,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             broken = streams.pop(stream_id, None)
             if broken is not None:
                 broken.cancel()
-            write_frame(answers, ERROR, stream_id, f"{type(exc).__name__}: {exc}".encode("utf-8"))
+            write_frame(answers, ERROR, stream_id, f"{type(exc).__name__}: {exc}".encode())
             answers.flush()
 
 

@@ -30,10 +30,17 @@ from websockets.exceptions import ConnectionClosed
 from amigo_lab.audio import AudioError
 from amigo_lab.emulator.agent import AgentReply, AgentTurn, as_reply, filler_text
 from amigo_lab.emulator.errors import Refusal
+from amigo_lab.emulator.inbound import error_description, surrogate_field
 from amigo_lab.emulator.matching import detect_language
 from amigo_lab.emulator.rendering import text_pieces
 from amigo_lab.emulator.store import ConversationRecord, FrameRateLimiter, new_id
-from amigo_lab.emulator.voice import AUDIO_ENDED, Utterance, VoiceEvent, VoiceInput
+from amigo_lab.emulator.voice import (
+    AUDIO_ENDED,
+    TooMuchAudio,
+    Utterance,
+    VoiceEvent,
+    VoiceInput,
+)
 from amigo_lab.protocol import (
     CloseCode,
     CloseConnection,
@@ -77,6 +84,30 @@ logger = logging.getLogger("amigo_lab.emulator")
 
 #: Close reasons are limited to 123 bytes by RFC 6455.
 MAX_REASON_BYTES = 123
+_BYTES_PER_MS = constants.SAMPLE_RATE * constants.SAMPLE_WIDTH_BYTES // 1000
+
+
+class AudioClock:
+    """How far a connection's user audio runs ahead of real time.
+
+    A virtual clock: each chunk of ``seconds`` advances it from ``max(clock, now)``, so a pause gives no
+    credit for later. :meth:`take` admits a chunk unless the clock would then run more than
+    ``max_ahead_s`` ahead of ``now``; it returns the problem in words then (the chunk is not counted).
+    """
+
+    def __init__(self, max_ahead_s: float) -> None:
+        self._max_ahead_s = max_ahead_s
+        self._clock = float("-inf")
+
+    def take(self, seconds: float, now: float) -> str | None:
+        """Admit ``seconds`` of audio at loop time ``now`` (None), or say why not."""
+        clock = max(self._clock, now) + seconds
+        ahead = clock - now
+        if ahead > self._max_ahead_s:
+            return (f"audio arrives faster than real time: this chunk would put it {ahead:.1f} s ahead, more than "
+                    f"the {self._max_ahead_s:g} s allowed; the chunk was dropped. Stream audio in real time")
+        self._clock = clock
+        return None
 
 
 def short_reason(reason: str) -> str:
@@ -122,7 +153,7 @@ class _Closing(Exception):
 class Connection:
     """The server side of one socket. Build it for an admitted socket, then ``await run()``."""
 
-    def __init__(self, ws: "ServerConnection", runtime: "Runtime", *, user_id: str,
+    def __init__(self, ws: ServerConnection, runtime: Runtime, *, user_id: str,
                  params: ConnectParams) -> None:
         self.ws = ws
         self.runtime = runtime
@@ -131,11 +162,12 @@ class Connection:
         self.conversation = Conversation(Role.SERVER)
         self.record: ConversationRecord | None = None
         self._holds_service = False
-        self.service: "Service | None" = None
+        self.service: Service | None = None
         self.voice: VoiceInput | None = None
         self._loop = asyncio.get_running_loop()
         self._limits = runtime.limits
         self._limiter = FrameRateLimiter(self._limits.frames_per_second)
+        self._audio_clock = AudioClock(self._limits.max_audio_ahead_s)
         self._send_lock = asyncio.Lock()
         self._turns: deque[_Turn] = deque()
         self._events: list[tuple[float, str]] = []
@@ -187,14 +219,28 @@ class Connection:
 
     async def _on_message(self, message: str | bytes) -> None:
         self.runtime.counters.frames_in += 1
-        if not self._limiter.allow():
+        # A reader that fell behind (the loop is busy) takes queued frames in a burst; the bucket grows by
+        # that lag so that frames are charged as they arrived, and only a client over the limit is closed.
+        if not self._limiter.allow(slack_s=self.runtime.loop_lag_s):
             raise Refusal(CloseCode.RATE_LIMITED,
                           f"more than {self._limits.frames_per_second:g} frames a second; send fewer, larger chunks")
+        if isinstance(message, bytes):
+            await self._send_error(400, "a binary frame: every message is one JSON object in a text frame "
+                                        "(protocol.md section 1); send the same JSON as text")
+            return
         try:
             frame = parse(message)
         except FrameError as exc:
             await self._send_error(400, str(exc))
             return
+        # Only a \u escape can put a lone surrogate in a string (the socket checked the frame is UTF-8).
+        if "\\u" in message:
+            where = surrogate_field(frame.to_dict(), frame.type)
+            if where is not None:
+                await self._send_error(400, f"{where}: holds a lone UTF-16 surrogate (half of a character, such "
+                                            "as an emoji cut in two), which is not valid Unicode; send whole "
+                                            "characters")
+                return
         initialising = isinstance(frame, (StartConversation, ContinueConversation))
         if initialising and self.conversation.state is not State.CONNECTED:
             raise Refusal(CloseCode.BAD_REQUEST,
@@ -204,7 +250,9 @@ class Connection:
         except RemoteProtocolError as exc:
             await self._send_error(400, str(exc))
             return
-        await self._dispatch(frame)
+        # The drain half of the receive contract: the conversation keeps nothing once its frames are taken.
+        for accepted in self.conversation.events_received():
+            await self._dispatch(accepted)
 
     async def _dispatch(self, frame: Frame) -> None:
         if isinstance(frame, StartConversation):
@@ -212,7 +260,7 @@ class Connection:
         elif isinstance(frame, ContinueConversation):
             await self._continue(frame)
         elif isinstance(frame, NewTextMessage):
-            self._on_text(frame)
+            await self._on_text(frame)
         elif isinstance(frame, NewAudioMessage):
             await self._on_audio(frame)
         elif isinstance(frame, SwitchVadMode):
@@ -250,20 +298,28 @@ class Connection:
         self._attach(record, service)
         await self._send(ConversationContinued(conversation_id=record.id))
 
-    def _attach(self, record: ConversationRecord, service: "Service") -> None:
+    def _attach(self, record: ConversationRecord, service: Service) -> None:
         self.record, self.service = record, service
         self._holds_service = True
         self.voice = VoiceInput(
             audio_format=self.params.audio_format or "pcm",
             phrases=service.english_phrases(),
             worker=self.runtime.recognition,
+            max_utterance_s=self._limits.max_utterance_s,
         )
         self._worker = asyncio.create_task(self._work())
 
     # --- user input -----------------------------------------------------------------------------------------------
 
-    def _on_text(self, frame: NewTextMessage) -> None:
-        if frame.message_type == constants.MESSAGE_TYPE_EXTERNAL_EVENT:
+    async def _on_text(self, frame: NewTextMessage) -> None:
+        event = frame.message_type == constants.MESSAGE_TYPE_EXTERNAL_EVENT
+        limit = self._limits.max_event_chars if event else self._limits.max_text_chars
+        if len(frame.text) > limit:
+            what = "an external event" if event else "a user text message"
+            await self._send_error(400, f"{frame.type}.text: {what} holds at most {limit} characters here, got "
+                                        f"{len(frame.text)}; it was not taken. Send a shorter text")
+            return
+        if event:
             self._events.append((time.time(), frame.text))
             self._wake.set()
             return
@@ -283,9 +339,17 @@ class Connection:
             except AudioError as exc:
                 raise Refusal(CloseCode.UNSUPPORTED_AUDIO,
                               short_reason(f"undecodable {voice.audio_format} audio: {exc}")) from exc
+            problem = self._audio_clock.take(len(pcm) / _BYTES_PER_MS / 1000, self._loop.time())
+            if problem is not None:
+                await self._send_error(400, f"{frame.type}.audio: {problem}")
+                return
             if not voice.vad_on:
                 self._touch()  # push-to-talk audio is the user talking; VAD decides that itself
-            events = voice.feed(pcm)
+            try:
+                events = voice.feed(pcm)
+            except TooMuchAudio as exc:
+                await self._send_error(400, f"{frame.type}.audio: {exc}")
+                return
         for event in events:
             await self._on_voice_event(event)
 
@@ -395,7 +459,7 @@ class Connection:
             self._touch()  # the idle window starts when the agent has finished its turn
 
     async def _agent_turn(self, turn: _Turn, events: tuple[tuple[float, str], ...], record: ConversationRecord,
-                          service: "Service") -> AgentTurn:
+                          service: Service) -> AgentTurn:
         """Say which user message this interaction answers, and build what the agent sees."""
         language = record.language
         if isinstance(turn, _SpeechTurn):
@@ -509,7 +573,8 @@ class Connection:
                 self.runtime.counters.frames_out += 1
 
     async def _send_error(self, code: int, description: str) -> None:
-        await self._send(ServerError(http_error_code=code, error_description=description))
+        """Answer ``server.error``; long quoted values are cut so the frame stays small (inbound.py)."""
+        await self._send(ServerError(http_error_code=code, error_description=error_description(description)))
 
     def _close(self, code: int, reason: str) -> None:
         """Start closing with ``code`` (the first close wins); the reader ends when the socket has closed."""
@@ -536,4 +601,4 @@ class Connection:
             await asyncio.sleep(max(remaining, min(idle_s, 0.5)) if remaining > 0 else min(idle_s, 0.5))
 
 
-__all__ = ["MAX_REASON_BYTES", "Connection", "short_reason"]
+__all__ = ["MAX_REASON_BYTES", "AudioClock", "Connection", "short_reason"]

@@ -24,7 +24,17 @@ from collections.abc import Iterable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
-from amigo_lab.emulator.asr_worker import CANCEL, ERROR, FEED, FINISH, OPEN, RESULT, WARM, read_frame, write_frame
+from amigo_lab.emulator.asr_worker import (
+    CANCEL,
+    ERROR,
+    FEED,
+    FINISH,
+    OPEN,
+    RESULT,
+    WARM,
+    read_frame,
+    write_frame,
+)
 from amigo_lab.speech import SpeechError
 
 logger = logging.getLogger("amigo_lab.emulator")
@@ -62,7 +72,7 @@ class _Process:
         """False once the worker process has exited."""
         return not self.exited
 
-    def send(self, op: int, stream_id: int, payload: bytes, future: "Future[str] | None") -> None:
+    def send(self, op: int, stream_id: int, payload: bytes, future: Future[str] | None) -> None:
         """Queue a request; ``future`` (if any) gets its answer, or an error if the worker has exited."""
         if future is not None:
             with self.lock:
@@ -170,7 +180,7 @@ class RecognitionWorker:
         if process is not None:
             process.send(FEED, stream_id, bytes(pcm), None)
 
-    def finish(self, stream_id: int) -> "Future[str]":
+    def finish(self, stream_id: int) -> Future[str]:
         """End the stream; the future holds its lowercase transcript ("" when nothing was recognized)."""
         future: Future[str] = Future()
         with self._lock:
@@ -208,7 +218,7 @@ class RecognitionWorker:
             return process
 
 
-def _settle(future: "Future[str]", outcome: str | BaseException) -> None:
+def _settle(future: Future[str], outcome: str | BaseException) -> None:
     """Complete a future unless its waiter gave up on it (a closed connection cancels it)."""
     try:
         if isinstance(outcome, BaseException):

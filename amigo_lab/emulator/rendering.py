@@ -22,8 +22,11 @@ from amigo_lab.speech import Speech, Synthesizer
 
 #: Words per piece of a text reply (``response_format=text``).
 TEXT_PIECE_WORDS = 3
-#: How many rendered replies the process-wide cache keeps.
+#: How many rendered replies the process-wide cache keeps at most.
 SPEECH_CACHE_ENTRIES = 512
+#: How many bytes of rendered speech (wire audio and alignment) the process-wide cache keeps at most;
+#: a reply larger than a quarter of it is rendered for its request only and not kept.
+SPEECH_CACHE_BYTES = 64 << 20
 
 _BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
 _WORD_WITH_SPACE = re.compile(r"\s*\S+\s*")
@@ -53,6 +56,11 @@ class RenderedSpeech:
     def duration_ms(self) -> float:
         """Length of the whole message's audio."""
         return sum(piece.duration_ms for piece in self.pieces)
+
+    @property
+    def size_bytes(self) -> int:
+        """Roughly what this rendering holds in memory: its audio, texts and alignment pairs."""
+        return sum(len(p.audio) + 2 * len(p.text) + 64 * len(p.alignment) + 200 for p in self.pieces) + 2 * len(self.text)
 
 
 def text_pieces(text: str, *, words: int = TEXT_PIECE_WORDS) -> list[str]:
@@ -102,20 +110,35 @@ def render_speech(speech: Speech, audio_format: str, *, piece_ms: float = AGENT_
 class SpeechCache:
     """LRU of rendered replies keyed by (text, language, audio_format), safe to share between threads.
 
-    :meth:`get` returns a :class:`concurrent.futures.Future`; concurrent requests for the same reply share
-    one synthesis. Await it on a loop with ``asyncio.wrap_future``.
+    Bounded twice: at most ``entries`` replies and at most ``max_bytes`` of rendered speech (the oldest go
+    first; a reply over a quarter of ``max_bytes`` is not kept at all). :meth:`get` returns a
+    :class:`concurrent.futures.Future`; concurrent requests for the same reply share one synthesis. Await
+    it on a loop with ``asyncio.wrap_future``.
     """
 
-    def __init__(self, *, entries: int = SPEECH_CACHE_ENTRIES,
+    def __init__(self, *, entries: int = SPEECH_CACHE_ENTRIES, max_bytes: int = SPEECH_CACHE_BYTES,
                  synthesize: Callable[..., Speech] | None = None) -> None:
+        if entries < 1 or max_bytes < 1:
+            raise ValueError(f"entries and max_bytes must be positive, got {entries} and {max_bytes}")
         self._entries = entries
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str, str], Future[RenderedSpeech]] = OrderedDict()
+        self._sizes: dict[tuple[str, str, str], int] = {}  # of the finished entries
+        self._bytes = 0
         self._synthesize = synthesize or Synthesizer().synthesize
         self.hits = 0
         self.misses = 0
 
-    def get(self, text: str, language: str, audio_format: str, executor: Executor) -> "Future[RenderedSpeech]":
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of rendered speech held now (finished entries)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def get(self, text: str, language: str, audio_format: str, executor: Executor) -> Future[RenderedSpeech]:
         """The rendered reply, from the cache or synthesized in ``executor``."""
         key = (text, language, audio_format)
         with self._lock:
@@ -125,11 +148,37 @@ class SpeechCache:
                 self.hits += 1
                 return future
             self.misses += 1
+            if future is not None:
+                self._drop(key)
             future = executor.submit(self._render, text, language, audio_format)
             self._cache[key] = future
-            while len(self._cache) > self._entries:
-                self._cache.popitem(last=False)
+            self._trim()
+        future.add_done_callback(lambda done: self._measure(key, done))
         return future
+
+    def _measure(self, key: tuple[str, str, str], future: Future[RenderedSpeech]) -> None:
+        """A rendering finished: count its bytes, or forget it when it failed or is too large to keep."""
+        with self._lock:
+            if self._cache.get(key) is not future:
+                return  # already evicted
+            if future.cancelled() or future.exception() is not None:
+                self._drop(key)
+                return
+            size = future.result().size_bytes
+            if size > self._max_bytes // 4:
+                self._drop(key)
+                return
+            self._sizes[key] = size
+            self._bytes += size
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._cache) > self._entries or (self._bytes > self._max_bytes and len(self._cache) > 1):
+            self._drop(next(iter(self._cache)))
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        self._cache.pop(key, None)
+        self._bytes -= self._sizes.pop(key, 0)
 
     def _render(self, text: str, language: str, audio_format: str) -> RenderedSpeech:
         return render_speech(self._synthesize(text, language=language), audio_format)
@@ -138,5 +187,5 @@ class SpeechCache:
 #: The cache every emulator in this process shares.
 SHARED_SPEECH_CACHE = SpeechCache()
 
-__all__ = ["SHARED_SPEECH_CACHE", "SPEECH_CACHE_ENTRIES", "TEXT_PIECE_WORDS", "AudioPiece", "RenderedSpeech",
+__all__ = ["SHARED_SPEECH_CACHE", "SPEECH_CACHE_BYTES", "SPEECH_CACHE_ENTRIES", "TEXT_PIECE_WORDS", "AudioPiece", "RenderedSpeech",
            "SpeechCache", "render_speech", "text_pieces"]

@@ -3,6 +3,7 @@ speech engines, the worker threads and the counters behind ``Emulator.stats()``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +21,11 @@ from amigo_lab.protocol import constants
 SLOW_TOOL_S = 1.5
 #: A slow tool's filler starts after the tool has run this long without a result.
 FILLER_AFTER_S = 1.0
+# The emulator's own bounds on work one client can ask for (protocol.md §6 is silent on them).
+MAX_TEXT_CHARS = 4000
+MAX_EVENT_CHARS = 1000
+MAX_UTTERANCE_S = 60.0
+MAX_AUDIO_AHEAD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,16 @@ class Limits:
     close_timeout_s: float = 3.0
     slow_tool_s: float = SLOW_TOOL_S
     filler_after_s: float = FILLER_AFTER_S
+    #: Characters of one user text message; longer gets ``server.error`` 400 (the text is not answered).
+    max_text_chars: int = MAX_TEXT_CHARS
+    #: Characters of one external event (the agent repeats it, so its audio grows with it); longer gets 400.
+    max_event_chars: int = MAX_EVENT_CHARS
+    #: Seconds of one user utterance: push-to-talk audio beyond it gets 400 per chunk (end the turn with
+    #: ``audio: null``); VAD speech this long ends as if the user had paused.
+    max_utterance_s: float = MAX_UTTERANCE_S
+    #: How far the user's audio may run ahead of real time, counted from its first chunk; a chunk beyond
+    #: it gets 400 and is dropped (send in real time, or wait).
+    max_audio_ahead_s: float = MAX_AUDIO_AHEAD_S
 
 
 @dataclass
@@ -52,6 +68,44 @@ class Counters:
     interactions: int = 0
     barge_ins: int = 0
     close_codes: Counter = field(default_factory=Counter)
+
+
+class LoopLag:
+    """How late the serving event loop runs, for the frame-rate limiter (see ``FrameRateLimiter.allow``).
+
+    :meth:`run` ticks every ``interval_s``; :attr:`seconds` is the worst lateness of the last ``memory_s``,
+    or how overdue the current tick is when the loop is stalled right now.
+    """
+
+    def __init__(self, *, interval_s: float = 0.05, memory_s: float = 5.0) -> None:
+        self._interval_s = interval_s
+        self._memory_s = memory_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_tick = 0.0
+        self._peak = 0.0
+        self._peak_at = 0.0
+
+    async def run(self) -> None:
+        """Measure until cancelled (the emulator runs it on its serving loop)."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._last_tick = loop.time()
+        while True:
+            await asyncio.sleep(self._interval_s)
+            now = loop.time()
+            late = now - self._last_tick - self._interval_s
+            if late >= self._peak or now - self._peak_at > self._memory_s:
+                self._peak, self._peak_at = max(0.0, late), now
+            self._last_tick = now
+
+    @property
+    def seconds(self) -> float:
+        """The loop's lag now, in seconds (0 when not measured)."""
+        if self._loop is None:
+            return 0.0
+        now = self._loop.time()
+        overdue = now - self._last_tick - self._interval_s
+        recent = self._peak if now - self._peak_at <= self._memory_s else 0.0
+        return max(0.0, overdue, recent)
 
 
 class Runtime:
@@ -69,6 +123,7 @@ class Runtime:
         self.store = ConversationStore(max_new_per_minute=limits.new_conversations_per_minute)
         self.speech_cache = speech_cache
         self.counters = Counters()
+        self.loop_lag = LoopLag()
         # Synthesis, MP3 coding, language identification and agents run here, never on the event loop.
         self.executor = ThreadPoolExecutor(max_workers=min(8, 4 * (os.cpu_count() or 1)),
                                            thread_name_prefix="amigo-emulator")
@@ -76,6 +131,11 @@ class Runtime:
         self.recognition = recognition
         for service in self.services.values():
             recognition.warm(service.english_phrases())
+
+    @property
+    def loop_lag_s(self) -> float:
+        """How late the serving loop runs now (see :class:`LoopLag`)."""
+        return self.loop_lag.seconds
 
     def close(self) -> None:
         """Release the worker threads (running jobs finish on their own)."""
@@ -98,4 +158,5 @@ class Runtime:
         }
 
 
-__all__ = ["FILLER_AFTER_S", "SLOW_TOOL_S", "Counters", "Limits", "Runtime"]
+__all__ = ["FILLER_AFTER_S", "MAX_AUDIO_AHEAD_S", "MAX_EVENT_CHARS", "MAX_TEXT_CHARS", "MAX_UTTERANCE_S", "SLOW_TOOL_S", "Counters", "Limits", "LoopLag",
+           "Runtime"]

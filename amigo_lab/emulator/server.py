@@ -25,7 +25,15 @@ from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
 from amigo_lab.emulator.runtime import Limits, Runtime
 from amigo_lab.emulator.services import Service, load_services
-from amigo_lab.protocol import CloseCode, ConnectParams, QueryError, build_url, constants, parse_path, parse_query
+from amigo_lab.protocol import (
+    CloseCode,
+    ConnectParams,
+    QueryError,
+    build_url,
+    constants,
+    parse_path,
+    parse_query,
+)
 from amigo_lab.protocol.endpoint import token_from_subprotocols
 
 logger = logging.getLogger("amigo_lab.emulator")
@@ -95,6 +103,7 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._startup_error: BaseException | None = None
+        self._lag_task: asyncio.Task[None] | None = None
 
     # --- where to connect -----------------------------------------------------------------------------------
 
@@ -148,7 +157,7 @@ class Emulator:
 
     # --- running on a background thread --------------------------------------------------------------------
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         """Serve on a background thread with its own event loop; return once listening. Next: :meth:`url`."""
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the emulator is already running")
@@ -191,7 +200,7 @@ class Emulator:
         finally:
             self.stop()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -215,7 +224,7 @@ class Emulator:
 
     # --- running on the caller's loop ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> "Emulator":
+    async def __aenter__(self) -> Emulator:
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the emulator is already running")
         await self._open()
@@ -231,6 +240,10 @@ class Emulator:
             return
         server.close(close_connections=True, code=CloseCode.GOING_AWAY, reason="emulator shutting down")
         await server.wait_closed()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
+            self._lag_task = None
         self._runtime.close()
         self._port = None
 
@@ -249,6 +262,7 @@ class Emulator:
             close_timeout=limits.close_timeout_s,
             logger=logging.getLogger("amigo_lab.emulator.websockets"),
         )
+        self._lag_task = asyncio.create_task(self._runtime.loop_lag.run())
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("emulator listening on ws://%s:%s", self._host, self._port)
 

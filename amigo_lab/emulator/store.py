@@ -131,10 +131,17 @@ class FrameRateLimiter:
         self._tokens = float(rate)
         self._last = clock()
 
-    def allow(self) -> bool:
-        """Take one token; False when none is left."""
+    def allow(self, *, slack_s: float = 0.0) -> bool:
+        """Take one token; False when none is left.
+
+        ``slack_s`` is how late the reader runs (the event loop's current lag): frames that waited that
+        long in the socket are read in a burst, so the bucket holds ``rate * (1 + slack_s)`` tokens then.
+        The refill stays ``rate`` a second, so a client sending more than ``rate`` frames a second is
+        still refused however late the reader is.
+        """
         now = self._clock()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        capacity = self._rate * (1.0 + max(0.0, slack_s))
+        self._tokens = min(capacity, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if self._tokens < 1.0:
             return False

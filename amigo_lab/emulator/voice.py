@@ -45,6 +45,10 @@ RECOGNIZER_TAIL_MS = 150
 _BYTES_PER_MS = 32
 
 
+class TooMuchAudio(ValueError):
+    """A push-to-talk turn went over the utterance limit; the message says how to end the turn."""
+
+
 @dataclass(frozen=True)
 class VoiceEvent:
     """Something the user's audio did: ``kind`` is a VAD kind or :data:`AUDIO_ENDED`; ``audio_ms`` the
@@ -52,7 +56,7 @@ class VoiceEvent:
 
     kind: str
     audio_ms: float | None = None
-    utterance: "Utterance | None" = None
+    utterance: Utterance | None = None
 
 
 class Utterance:
@@ -120,10 +124,14 @@ class VoiceInput:
     for ``audio: null``. Both return :class:`VoiceEvent` objects for the connection to send and queue.
     """
 
-    def __init__(self, *, audio_format: str, phrases: Sequence[str], worker: RecognitionWorker) -> None:
+    def __init__(self, *, audio_format: str, phrases: Sequence[str], worker: RecognitionWorker,
+                 max_utterance_s: float = 60.0, end_silence_ms: int = VAD_END_SILENCE_MS) -> None:
         self.audio_format = audio_format
         self._phrases = tuple(phrases)
         self._worker = worker
+        self._max_utterance_s = max_utterance_s
+        self._end_silence_ms = end_silence_ms
+        self._ptt_bytes = 0  # bytes of the current push-to-talk turn
         self._vad: VoiceActivityDetector | None = None
         self._utterance: Utterance | None = None
         self._passed = 0  # bytes of the current VAD utterance already given to the recognizer
@@ -149,12 +157,17 @@ class VoiceInput:
     def set_vad(self, on: bool) -> None:
         """Switch VAD on or off; a turn in progress (speech or push-to-talk audio) is dropped."""
         self._drop_utterance()
-        self._vad = VoiceActivityDetector(end_silence_ms=VAD_END_SILENCE_MS, min_speech_ms=VAD_MIN_SPEECH_MS) \
-            if on else None
+        self._vad = VoiceActivityDetector(end_silence_ms=self._end_silence_ms, min_speech_ms=VAD_MIN_SPEECH_MS,
+                                          max_speech_ms=self._max_utterance_s * 1000) if on else None
 
     def feed(self, pcm: bytes) -> list[VoiceEvent]:
         """Take the next chunk of the user's audio; return the VAD events it completed (none without VAD)."""
         if self._vad is None:
+            if self._ptt_bytes + len(pcm) > self._max_utterance_s * 1000 * _BYTES_PER_MS:
+                raise TooMuchAudio(
+                    f"this push-to-talk turn would exceed {self._max_utterance_s:g} s of audio; the chunk was "
+                    "dropped. End the turn with audio: null, or switch VAD on for long input")
+            self._ptt_bytes += len(pcm)
             if self._utterance is None:
                 self._utterance = Utterance(self._worker, self._phrases)
             self._utterance.feed(pcm)
@@ -172,9 +185,10 @@ class VoiceInput:
         if self._vad is not None:
             if not self._vad.in_speech:
                 return []
-            return self.feed(float_to_pcm16(silence(VAD_END_SILENCE_MS + 40)))
+            return self.feed(float_to_pcm16(silence(self._end_silence_ms + 40)))
         utterance = self._utterance or Utterance(self._worker, self._phrases)
         self._utterance = None
+        self._ptt_bytes = 0
         utterance.finish()
         return [VoiceEvent(AUDIO_ENDED, None, utterance)]
 
@@ -196,7 +210,7 @@ class VoiceInput:
             audio = event.audio or b""
             utterance.feed(audio[self._passed:])
             # The event's audio ends with the end-of-speech silence; speech stopped that long before its end.
-            utterance.finish(speech_end=len(audio) - VAD_END_SILENCE_MS * _BYTES_PER_MS)
+            utterance.finish(speech_end=len(audio) - int(event.trailing_ms) * _BYTES_PER_MS)
             self._passed = 0
             return VoiceEvent(SPEECH_ENDED, event.audio_ms, utterance)
         if utterance is not None:
@@ -209,7 +223,8 @@ class VoiceInput:
             self._utterance.cancel()
             self._utterance = None
         self._passed = 0
+        self._ptt_bytes = 0
 
 
-__all__ = ["AUDIO_ENDED", "RECOGNIZER_BATCH_MS", "RECOGNIZER_HOLDBACK_MS", "RECOGNIZER_TAIL_MS", "Utterance",
-           "VoiceEvent", "VoiceInput"]
+__all__ = ["AUDIO_ENDED", "RECOGNIZER_BATCH_MS", "RECOGNIZER_HOLDBACK_MS", "RECOGNIZER_TAIL_MS", "TooMuchAudio",
+           "Utterance", "VoiceEvent", "VoiceInput"]

@@ -26,10 +26,21 @@ import pocketsphinx
 
 from amigo_lab.speech.decoder_pool import DecoderPool, shared_pool
 from amigo_lab.speech.errors import SpeechError
-from amigo_lab.speech.pcm import BYTES_PER_MS, SAMPLE_RATE, SAMPLE_WIDTH, as_bytes, require_pcm16
-from amigo_lab.speech.vocabulary import Vocabulary, build_vocabulary, normalize_words, to_jsgf
+from amigo_lab.speech.pcm import (
+    BYTES_PER_MS,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    as_bytes,
+    require_pcm16,
+)
+from amigo_lab.speech.vocabulary import (
+    Vocabulary,
+    build_vocabulary,
+    normalize_words,
+    to_jsgf,
+)
 
-__all__ = ["Recognizer", "RecognitionStream", "DECODE_BLOCK_MS"]
+__all__ = ["DECODE_BLOCK_MS", "RecognitionStream", "Recognizer"]
 
 DECODE_BLOCK_MS = 100
 """Audio is decoded in blocks of this many ms whatever the feed sizes: pocketsphinx's result shifts

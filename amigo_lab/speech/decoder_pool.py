@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 
 import pocketsphinx
 
-__all__ = ["DecoderPool", "shared_pool", "MAX_IDLE_DECODERS"]
+__all__ = ["MAX_IDLE_DECODERS", "DecoderPool", "shared_pool"]
 
 MAX_IDLE_DECODERS = 8
 """Decoders a pool keeps for reuse; decoders returned beyond this are freed."""

@@ -14,6 +14,10 @@ into :class:`VadEvent` objects:
   ``min_speech_ms`` of voiced audio (a cough or click); ``audio_ms`` is where the silence began and
   ``audio`` is None: discard what was received.
 
+``max_speech_ms`` (None: unbounded) caps one utterance: speech still going on after that long ends at
+once with ``"speech-ended"`` whose ``audio_ms`` is the end of the audio so far and whose ``trailing_ms`` is
+0 (a real end carries ``end_silence_ms`` of silence); the next voiced frames start a new utterance.
+
 To recognize while the user is still speaking, start a recognition stream on ``"speech-started"`` with
 the event's audio, after every :meth:`VoiceActivityDetector.feed` call pass it
 :meth:`VoiceActivityDetector.take_speech_audio` while :attr:`VoiceActivityDetector.in_speech`, and on
@@ -33,9 +37,9 @@ from amigo_lab.speech.errors import SpeechError
 from amigo_lab.speech.pcm import BYTES_PER_MS, as_bytes
 
 __all__ = [
-    "SPEECH_STARTED",
     "SPEECH_ENDED",
     "SPEECH_RESET_ZERO",
+    "SPEECH_STARTED",
     "VadEvent",
     "VoiceActivityDetector",
 ]
@@ -63,6 +67,8 @@ class VadEvent:
     kind: str
     audio_ms: float
     audio: bytes | None = None
+    #: Milliseconds of silence at the end of ``audio`` (a speech-ended event; 0 when cut at max_speech_ms).
+    trailing_ms: float = 0.0
 
 
 class VoiceActivityDetector:
@@ -83,6 +89,7 @@ class VoiceActivityDetector:
         min_speech_ms: int = 200,
         start_ms: int = 60,
         preroll_ms: int = 300,
+        max_speech_ms: float | None = None,
     ) -> None:
         if aggressiveness not in (0, 1, 2, 3):
             raise SpeechError(f"aggressiveness must be 0, 1, 2 or 3, got {aggressiveness!r}")
@@ -102,6 +109,9 @@ class VoiceActivityDetector:
         self._end_frames = max(1, math.ceil(end_silence_ms / frame_ms))
         self._min_speech_frames = math.ceil(min_speech_ms / frame_ms)
         self._preroll_bytes = preroll_ms * BYTES_PER_MS
+        if max_speech_ms is not None and max_speech_ms <= 0:
+            raise SpeechError(f"max_speech_ms must be positive or None, got {max_speech_ms!r}")
+        self._max_speech_bytes = None if max_speech_ms is None else int(max_speech_ms * BYTES_PER_MS)
         self.reset()
 
     def reset(self) -> None:
@@ -200,15 +210,18 @@ class VoiceActivityDetector:
         if voiced:
             self._voiced_frames += 1
             self._silence_frames = 0
+            if self._max_speech_bytes is not None and len(self._utterance) >= self._max_speech_bytes:
+                self._silence_start = frame_start + len(frame)
+                return self._end_speech(frame_start + len(frame), trailing_frames=0)
             return None
         if self._silence_frames == 0:
             self._silence_start = frame_start
         self._silence_frames += 1
         if self._silence_frames < self._end_frames:
             return None
-        return self._end_speech(frame_start + len(frame))
+        return self._end_speech(frame_start + len(frame), trailing_frames=self._silence_frames)
 
-    def _end_speech(self, end: int) -> VadEvent:
+    def _end_speech(self, end: int, *, trailing_frames: int) -> VadEvent:
         utterance = bytes(self._utterance)
         # The preroll of the next utterance may reach back into this one's trailing silence.
         self._history = bytearray(utterance[-self._preroll_bytes :] if self._preroll_bytes else b"")
@@ -219,7 +232,8 @@ class VoiceActivityDetector:
         silence_ms = self._silence_start / BYTES_PER_MS
         if self._voiced_frames < self._min_speech_frames:
             return VadEvent(SPEECH_RESET_ZERO, silence_ms, None)
-        return VadEvent(SPEECH_ENDED, silence_ms, utterance)
+        return VadEvent(SPEECH_ENDED, silence_ms, utterance,
+                        trailing_ms=trailing_frames * self._frame_bytes / BYTES_PER_MS)
 
     def _trim_history(self, keep_from: int) -> None:
         excess = keep_from - self._history_start

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from emulator_wire import WireClient, of_type, pieces
 
-from amigo_lab.emulator import DEFAULT_SERVICE_ID, AgentReply, AgentTurn, Emulator, ToolCall
+from amigo_lab.emulator import (
+    DEFAULT_SERVICE_ID,
+    AgentReply,
+    AgentTurn,
+    Emulator,
+    ToolCall,
+)
 
 PIZZA_SERVICE_ID = "6650a1b2c3d4e5f6a7b8c9d1"
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from amigo_lab.audio import decode_mp3
-from amigo_lab.emulator import AgentReply, AgentTurn, Refusal, ScriptedAgent, ServiceError, load_services
+from amigo_lab.emulator import (
+    AgentReply,
+    AgentTurn,
+    Refusal,
+    ScriptedAgent,
+    ServiceError,
+    load_services,
+)
 from amigo_lab.emulator.matching import best_match, detect_language, normalise
 from amigo_lab.emulator.rendering import SpeechCache, render_speech, text_pieces
 from amigo_lab.emulator.services import SERVICES_ENV, services_dir
