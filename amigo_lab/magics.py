@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
+import re
 import shlex
-from typing import TYPE_CHECKING, Any, NoReturn
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -19,7 +23,9 @@ from IPython.display import display
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-__all__ = ["AmigoMagics", "load_ipython_extension", "unload_ipython_extension"]
+from amigo_lab.errors import AmigoError
+
+__all__ = ["AmigoMagics", "MagicError", "load_ipython_extension", "unload_ipython_extension"]
 
 SESSION_VARIABLE = "amigo_session"
 """Name under which ``%amigo connect`` puts the session into the notebook's namespace."""
@@ -44,6 +50,110 @@ class _HelpShown(Exception):
     """--help was asked for and printed."""
 
 
+class MagicError(AmigoError):
+    """A ``%amigo`` command failed for an ordinary reason (wrong token, missing file, conversation over).
+
+    IPython shows it in a few lines: what went wrong and what to do, in the magic's terms. The library error
+    behind it stays attached as ``__cause__``, and ``%tb`` right after shows that error's full traceback.
+    """
+
+    def __init__(self, command: str, message: str, hint: str = "") -> None:
+        self.command = command
+        self.message = message
+        self.hint = hint
+        super().__init__(f"%amigo {command}: {message}" + (f"\nhint: {hint}" if hint else ""))
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this instead of formatting a traceback. Leaving the cause as the "last exception"
+        # makes a following %tb show where it came from, which is what a user asks %tb for.
+        cause = self.__cause__
+        if cause is not None:
+            sys.last_type, sys.last_value, sys.last_traceback = type(cause), cause, cause.__traceback__
+            if sys.version_info >= (3, 12):
+                sys.last_exc = cause
+        lines = [f"\x1b[0;31m%amigo {self.command}:\x1b[0m {self.message}"]
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        if cause is not None:
+            lines.append("(%tb shows the full traceback)")
+        return lines
+
+
+# --- the trailing "?" of questions ----------------------------------------------------------------------
+#
+# IPython reads a line ending in "?" as a help request ("%amigo say ... hours?" would print "Object `hours`
+# not found."). This cleanup transform runs before that rule and turns every "%amigo say|event" line into
+# the call IPython would have made, so the text reaches the magic untouched.
+
+_TEXT_MAGIC_LINE = re.compile(r"^(?P<indent>[ \t]*)%amigo[ \t]+(?P<rest>(?:say|event)(?:[ \t].*)?)$")
+
+
+def _keep_question_marks(lines: list[str]) -> list[str]:
+    """Input transformer: ``%amigo say|event TEXT`` lines become ``run_line_magic`` calls, "?" kept."""
+    if lines and lines[0].lstrip().startswith("%%"):
+        return lines        # a cell magic's body is its own business
+    out = []
+    for line in lines:
+        body = line.rstrip("\r\n")
+        match = _TEXT_MAGIC_LINE.match(body)
+        if match is None or not match["rest"].rstrip().endswith("?"):
+            out.append(line)
+            continue
+        newline = line[len(body):]
+        out.append(f"{match['indent']}get_ipython().run_line_magic('amigo', {match['rest'].strip()!r}){newline}")
+    return out
+
+
+# --- ordinary mistakes, in the magic's terms --------------------------------------------------------------
+
+# Library messages give advice for the Python API; a magic's user types flags instead.
+_API_TO_MAGIC = (
+    (re.compile(r"pass (?:start|connect)\(service_id=\.\.\.\)(?: or (?:start|connect)\(service_id=\.\.\.\))?"),
+     "add --service ID"),
+    (re.compile(r"pass a larger timeout to connect\(\)"), "try again"),
+    (re.compile(r"call session\.start\(\) or session\.resume\(conversation_id\) first"), "run %amigo connect first"),
+    (re.compile(r"session\.start\(\)|start\(\)"), "%amigo connect"),
+    (re.compile(r"Call connect\(\) with neither"), "Give neither --org nor --token"),
+    (re.compile(r"connect\(\)"), "%amigo connect"),
+)
+
+_CLOSE_HINTS = {
+    4401: "check --token (or AMIGO_TOKEN): a current JWT from the Amigo console",
+    4403: "this conversation belongs to another user; %amigo connect starts one of your own",
+    4404: "check --org, --service and --region (an organization lives in one region)",
+    4409: "an unfinished conversation of this user is open elsewhere: finish it there, or %amigo connect with "
+          "another --token",
+    4429: "wait a minute, then %amigo connect again",
+}
+
+
+def _in_magic_terms(text: str) -> str:
+    for pattern, replacement in _API_TO_MAGIC:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _explain(command: str, exc: BaseException, session: Any) -> MagicError:
+    """The few lines a user sees for ``exc`` raised while running ``%amigo command``."""
+    from amigo_lab.session import ConnectionClosedError
+
+    message = _in_magic_terms(str(exc).strip()) or type(exc).__name__
+    hint = ""
+    if isinstance(exc, ConnectionClosedError):
+        if command == "connect":
+            hint = _CLOSE_HINTS.get(exc.code, "")
+        elif session is not None and session.state in ("closed", "failed"):
+            message = "the conversation is over or its connection closed" + (
+                f" ({_in_magic_terms(str(exc))})" if exc.code != 1000 else "")
+            hint = "%amigo connect starts a new conversation"
+    elif isinstance(exc, FileNotFoundError):
+        message = f"no such file: {exc.filename or exc}"
+        hint = "give the path of a WAV, FLAC or MP3 file, relative to the notebook's folder"
+    elif command == "connect" and "could not connect" in message:
+        hint = "check --host and --region, and the network"
+    return MagicError(command, message, hint)
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="%amigo", add_help=False, exit_on_error=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -57,6 +167,13 @@ def _build_parser() -> _Parser:
     connect.add_argument("--host", help="API host, overriding the region's")
     connect.add_argument("--text", action="store_true", help="agent answers in text (response_format=text)")
     connect.add_argument("--mp3", action="store_true", help="MP3 audio both ways (audio_format=mp3)")
+
+    for name, what in (("say", "send a user message, print the agent's reply"),
+                       ("event", "send an external event, print the reply it leads to")):
+        # Only parsed for --help: the rest of the line is sent verbatim (see _TEXT_COMMANDS).
+        text = commands.add_parser(name, help=what, description=f"{what}. The rest of the line is the text, "
+                                   "sent as typed (quotes, apostrophes and a trailing ? included).")
+        text.add_argument("text", nargs=argparse.REMAINDER, help="the text to send")
 
     send = commands.add_parser("send", help="send an audio file as one user turn")
     send.add_argument("file")
@@ -97,6 +214,7 @@ class AmigoMagics(Magics):
         super().__init__(shell)
         self.session: Any = None
         self.panel: Any = None
+        self._key: tuple[Any, ...] | None = None     # (org, token, host, service) of self.session
         self._parser = _build_parser()
 
     @line_cell_magic
@@ -128,14 +246,26 @@ class AmigoMagics(Magics):
 
         After ``connect`` the session is also available as ``amigo_session``.
         """
+        words = line.split(None, 1)
+        command = "cell" if cell is not None else (words[0] if words else "")
+        try:
+            return self._dispatch(line, cell, words)
+        except (UsageError, MagicError, KeyboardInterrupt):
+            raise
+        except (AmigoError, OSError) as exc:
+            raise _explain(command, exc, self.session) from exc
+
+    def _dispatch(self, line: str, cell: str | None, words: list[str]) -> Any:
         if cell is not None:
             return self._run_cell(line, cell)
-        words = line.split(None, 1)
         if not words:
             raise UsageError("%amigo needs a command, e.g. %amigo connect. See %amigo? for every command.")
         command = words[0]
         if command in _TEXT_COMMANDS:
             text = words[1].strip() if len(words) > 1 else ""
+            if text in ("-h", "--help"):
+                self._print_help(command)
+                return None
             if not text:
                 raise UsageError(f"%amigo {command} needs the text to send, e.g. %amigo {command} hello")
             return self._say(text) if command == "say" else self._event(text)
@@ -149,31 +279,79 @@ class AmigoMagics(Magics):
             raise UsageError(f"{exc}\nSee %amigo? for every command.") from None
         return getattr(self, f"_cmd_{args.command}")(args)
 
+    def _print_help(self, command: str) -> None:
+        try:
+            self._parser.parse_args([command, "--help"])
+        except _HelpShown:
+            pass
+
     # --- commands ----------------------------------------------------------------------------------------
 
     def _cmd_connect(self, args: argparse.Namespace) -> None:
-        from amigo_lab._connect import connect
+        from amigo_lab._connect import ENV_ORG, ENV_SERVICE_ID, ENV_TOKEN, connect
 
-        if self.session is not None and self.session.state not in _ENDED_STATES:
-            # The new session replaces this one, and a user may have only one unfinished conversation per
-            # service: end it for good, as connect() does for the embedded emulator.
-            self.session.finish()
-        self.session = connect(
-            args.org, args.token, region=args.region, service_id=args.service, host=args.host,
-            response_format="text" if args.text else "voice", audio_format="mp3" if args.mp3 else "pcm")
-        self.shell.push({SESSION_VARIABLE: self.session})
-        print(f"connected: conversation {self.session.conversation_id}")
-        greeting = self.session.greeting
+        org = args.org or os.environ.get(ENV_ORG) or None
+        token = args.token or os.environ.get(ENV_TOKEN) or None
+        if (org is None) != (token is None):
+            missing = "--token (or AMIGO_TOKEN)" if token is None else "--org (or AMIGO_ORG)"
+            raise UsageError(f"connecting to Amigo needs both --org and --token; {missing} is missing. "
+                             "Give neither to talk to the embedded emulator.")
+        service = args.service or (os.environ.get(ENV_SERVICE_ID) if org else None) or None
+        if org is not None and not service:
+            raise UsageError("which service? add --service ID (24 hex characters, from the Amigo console) "
+                             "or set AMIGO_SERVICE_ID")
+        options = dict(region=args.region, service_id=service, host=args.host,
+                       response_format="text" if args.text else "voice", audio_format="mp3" if args.mp3 else "pcm")
+        key = (org, token, args.host or os.environ.get("AMIGO_HOST") or None, service)
+        old = self.session if self.session is not None and self.session.state not in _ENDED_STATES else None
+        if old is not None and key == self._key:
+            # Same user and service: the server allows one connection and one unfinished conversation, so
+            # the old conversation can only end once the new socket is known to open (host reachable).
+            session = connect(org, token, start=False, **options)
+            try:
+                old.finish()
+                session.start()
+            except BaseException:
+                _close_quietly(session)
+                raise
+        else:
+            # Connect first: the conversation already running stays until the new one is up.
+            session = connect(org, token, **options)
+            if old is not None:
+                _close_quietly(old, finish=True)
+        self.session, self._key = session, key
+        self._retire_panel_session(session)
+        self.shell.push({SESSION_VARIABLE: session})
+        print(f"connected: conversation {session.conversation_id}")
+        greeting = session.greeting
         if greeting is not None:
             print(f"agent: {greeting.result().text}")
 
     def _say(self, text: str) -> None:
-        reply = self._require_session().say(text).result()
-        self._print_reply(reply)
+        session = self._require_session()
+        self._print_reply(self._await_reply(session, lambda: session.say(text)))
 
     def _event(self, text: str) -> None:
-        reply = self._require_session().event(text).result()
-        self._print_reply(reply)
+        session = self._require_session()
+        self._print_reply(self._await_reply(session, lambda: session.event(text)))
+
+    def _await_reply(self, session: Any, send: Callable[[], Any]) -> Any:
+        """Send a turn and wait for its reply. In a notebook the agent's words show as they arrive, in one
+        output line updated in place, while the audio streams on to the panel's player."""
+        if not _in_kernel(self.shell):
+            return send().result()
+        live = _LiveText()
+        remove = session.on_frame(live.on_entry)
+        try:
+            turn = send()
+            done = threading.Event()
+            turn.add_done_callback(lambda _turn: done.set())
+            while not done.wait(_LIVE_EVERY_S):
+                live.show()
+            return turn.result()
+        finally:
+            remove()
+            live.finish()
 
     def _cmd_send(self, args: argparse.Namespace) -> None:
         reply = self._require_session().send_audio(args.file, realtime=not args.fast).result()
@@ -262,6 +440,10 @@ class AmigoMagics(Magics):
             raise UsageError("not connected: run %amigo connect first (or %amigo mic and click Connect)")
         return session
 
+    def _retire_panel_session(self, session: Any) -> None:
+        if self.panel is not None and self.panel.session is not session:
+            self.panel.attach(session)      # the panel on screen follows the new conversation
+
     @staticmethod
     def _print_reply(reply: Any) -> None:
         if reply.filler_text:
@@ -272,9 +454,76 @@ class AmigoMagics(Magics):
             print("(the agent ended the conversation)")
 
 
+_LIVE_EVERY_S = 0.1
+"""How often the live reply line is redrawn while the agent speaks."""
+
+
+def _in_kernel(shell: Any) -> bool:
+    """True in a Jupyter kernel (a front end that redraws a display in place), False in a terminal."""
+    return getattr(shell, "kernel", None) is not None
+
+
+def _close_quietly(session: Any, *, finish: bool = False) -> None:
+    try:
+        session.finish() if finish else session.close()
+    except AmigoError:
+        pass        # it is being replaced or was never up; its log says what happened
+
+
+class _LiveText:
+    """The agent's words so far, collected from frame-log entries on the session's loop thread and drawn
+    from the notebook's thread (display calls belong to the cell that runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._texts: dict[str, str] = {}
+        self._shown = ""
+        self._handle: Any = None
+
+    def on_entry(self, entry: dict[str, Any], _frame: Any) -> None:
+        if entry.get("direction") != "received" or entry.get("type") != "server.new-message":
+            return
+        piece = entry.get("text") if entry.get("audio_format") is None else _alignment_text(entry.get("alignment"))
+        if piece:
+            with self._lock:
+                key = str(entry.get("message_id") or "")
+                self._texts[key] = self._texts.get(key, "") + str(piece)
+
+    def show(self) -> None:
+        with self._lock:
+            text = " / ".join(self._texts.values())
+        if not text or text == self._shown:
+            return
+        self._shown = text
+        content = {"text/plain": f"agent: {text}…"}
+        if self._handle is None:
+            self._handle = display(content, raw=True, display_id=True)
+        else:
+            self._handle.update(content, raw=True)
+
+    def finish(self) -> None:
+        """Remove the live line; the complete reply is printed in its place."""
+        if self._handle is not None:
+            self._handle.update({"text/plain": ""}, raw=True)
+
+
+def _alignment_text(alignment: Any) -> str:
+    import json
+
+    if not alignment:
+        return ""
+    try:
+        pairs = json.loads(alignment) if isinstance(alignment, str) else alignment
+        return "".join(str(pair[1]) for pair in pairs)
+    except (ValueError, TypeError, IndexError):
+        return ""
+
+
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register ``%amigo`` / ``%%amigo``; IPython calls this on ``%load_ext amigo_lab``."""
     ipython.register_magics(AmigoMagics)
+    if _keep_question_marks not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(_keep_question_marks)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
@@ -282,3 +531,5 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     magics = ipython.magics_manager.registry.get(AmigoMagics.__name__)
     if magics is not None:
         magics.shutdown()
+    if _keep_question_marks in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(_keep_question_marks)

@@ -160,6 +160,7 @@ function render({ model, el }) {
   root.append(startButton, deviceSelect, modeSelect, talkButton, meter, stateLabel, errorLabel);
   el.append(root);
 
+  let kernelGone = false;     // the kernel behind this view restarted
   let capture = null;          // {stream, context, source, node} while the microphone is open
   let starting = false;
   let talking = false;         // push-to-talk button held
@@ -183,6 +184,7 @@ function render({ model, el }) {
   }
 
   function renderState() {
+    if (kernelGone) return;
     const state = model.get("state");
     root.dataset.state = state;
     stateLabel.textContent = STATE_LABELS[state] ?? state;
@@ -353,6 +355,7 @@ function render({ model, el }) {
   }
 
   startButton.addEventListener("click", () => {
+    if (kernelGone) return;
     if (capture) stop();
     else if (!starting) start();
   });
@@ -387,6 +390,19 @@ function render({ model, el }) {
     if (capture) refreshDevices();
   };
   navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
+
+  // A kernel restart leaves this view on the page with a dead model (see panel.js): release the
+  // microphone and refuse to start one that would stream into nothing.
+  model.on("comm_live_update", () => setTimeout(() => {
+    if (!el.closest(".jupyter-widgets-disconnected")) return;
+    kernelGone = true;
+    stop();
+    root.dataset.state = "kernel-gone";
+    root.dataset.kernel = "gone";
+    stateLabel.textContent = "kernel restarted: run the cell again";
+    startButton.disabled = true;
+    talkButton.disabled = true;
+  }, 0));
 
   model.on("change:state", renderState);
   model.on("change:error", renderState);

@@ -73,6 +73,7 @@ class Microphone(anywidget.AnyWidget):
         self._end_sinks: list[Callable[[], None]] = []
         self._chunks_received = 0
         self._bytes_received = 0
+        self._vad_switched_on: Any = None     # the session this widget turned the server's VAD on for
         super().__init__(**kwargs)
         self.on_msg(self._handle_message)
 
@@ -86,9 +87,11 @@ class Microphone(anywidget.AnyWidget):
     @session.setter
     def session(self, session: Any) -> None:
         with self._lock:
-            self._session = session
+            previous, self._session = self._session, session
+        if previous is not None and previous is not session:
+            self._hand_back_vad(previous)
         if session is not None and self.state == "streaming" and self.mode == "vad":
-            self._to_session(session.vad, True)
+            self._set_server_vad(True)
 
     def on_chunk(self, callback: Callable[[bytes], None]) -> Callable[[], None]:
         """Call ``callback(pcm16_bytes)`` for every 20 ms chunk sent to the kernel; returns a remover.
@@ -125,7 +128,11 @@ class Microphone(anywidget.AnyWidget):
         self.send({"kind": "release"})
 
     def close(self) -> None:
-        """Release the microphone in the browser, then close the widget."""
+        """Release the microphone in the browser, switch off the server VAD this widget switched on (the
+        browser's own "stop" cannot arrive once the widget is closed), then close the widget."""
+        session = self._session
+        if session is not None:
+            self._hand_back_vad(session)
         if self.comm is not None:
             try:
                 self.release()
@@ -176,11 +183,20 @@ class Microphone(anywidget.AnyWidget):
         session = self._session
         if session is not None:
             # Synchronous on purpose: the switch is queued before the chunks that follow this message.
-            self._to_session(session.vad, on)
+            if self._to_session(session.vad, on):
+                self._vad_switched_on = session if on else None
 
-    def _to_session(self, method: Callable[..., Any], *args: Any) -> None:
+    def _hand_back_vad(self, session: Any) -> None:
+        """Switch the server's VAD off again on ``session`` if this widget switched it on; a half-spoken
+        utterance must not become a turn behind the back of whatever shows the session next."""
+        if self._vad_switched_on is session:
+            self._vad_switched_on = None
+            if session.state not in ("closed", "failed", "completed") and session.vad_on:
+                self._to_session(session.vad, False)
+
+    def _to_session(self, method: Callable[..., Any], *args: Any) -> bool:
         """Call a session method; a closed or failed session shows its error here instead of raising
-        50 times a second on the kernel's comm thread."""
+        50 times a second on the kernel's comm thread. Returns True when the call went through."""
         try:
             method(*args)
         except AmigoError as exc:
@@ -190,9 +206,10 @@ class Microphone(anywidget.AnyWidget):
                 message = f"{message} ({hint})"
             if self.error != message:
                 self.error = message
-            return
+            return False
         if self.error and self.state == "streaming":
             self.error = ""
+        return True
 
     @traitlets.observe("mode")
     def _mode_changed(self, change: dict) -> None:

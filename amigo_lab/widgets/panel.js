@@ -30,8 +30,10 @@ function render({ model, el }) {
   const transcript = h("div", "amigo-panel-transcript");
   root.append(header, errorBox, transcript);
   el.append(root);
+  let kernelGone = false;     // the kernel behind this view restarted
 
   function renderHeader() {
+    if (kernelGone) return;
     const state = model.get("state");
     root.dataset.state = state;
     stateBadge.textContent = state;
@@ -49,6 +51,7 @@ function render({ model, el }) {
   }
 
   function renderError() {
+    if (kernelGone) return;
     const error = model.get("error");
     errorBox.style.display = error ? "" : "none";
     errorText.textContent = error;
@@ -70,6 +73,20 @@ function render({ model, el }) {
     );
     if (atBottom) transcript.scrollTop = transcript.scrollHeight;
   }
+
+  // After a kernel restart the widget's model is dead but its view stays on the page: ipywidgets marks the
+  // view's node "jupyter-widgets-disconnected" and fires comm_live_update. Say so instead of "connected".
+  function checkKernel() {
+    if (!el.closest(".jupyter-widgets-disconnected")) return;
+    kernelGone = true;
+    root.dataset.kernel = "gone";
+    stateBadge.textContent = "kernel restarted";
+    connectButton.disabled = true;
+    errorBox.style.display = "";
+    errorText.textContent = "this panel belongs to a kernel that is gone";
+    errorHint.textContent = "run the cell again to get a working panel";
+  }
+  model.on("comm_live_update", () => setTimeout(checkKernel, 0));
 
   connectButton.addEventListener("click", () => {
     const live = model.get("state") === "connected";

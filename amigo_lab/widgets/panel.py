@@ -38,6 +38,9 @@ _HERE = Path(__file__).parent
 PANEL_STATES = ("disconnected", "connecting", "connected", "reconnecting", "closing", "closed", "error")
 """What the panel shows about the connection."""
 
+SESSION_WATCH_S = 0.5
+"""How often the panel compares what it shows with the session's state."""
+
 MAX_TRANSCRIPT_LINES = 200
 """Older lines scroll out of the panel (the frame log keeps everything)."""
 
@@ -318,6 +321,11 @@ class SessionPanel(ipywidgets.VBox):
         super().__init__(children=[self.view, self.mic, self.player])
         self.add_class("amigo-session-panel")
         self.view.on_msg(self._handle_view_message)
+        self._closed = threading.Event()
+        # The frame log says nothing once a session gives up reconnecting or fails: its state does. A
+        # light watcher keeps the panel from showing "reconnecting" or "streaming" forever.
+        self._watcher = threading.Thread(target=self._watch_session, name="amigo_lab-panel-watch", daemon=True)
+        self._watcher.start()
         if session is not None:
             self.attach(session)
 
@@ -374,6 +382,7 @@ class SessionPanel(ipywidgets.VBox):
 
     def close(self) -> None:
         """Release the microphone, stop playback, close an owned session, then close the widgets."""
+        self._closed.set()
         with self._lock:
             session, owned = self._session, self._owns_session
             self._session = None
@@ -385,6 +394,37 @@ class SessionPanel(ipywidgets.VBox):
         if session is not None and owned:
             session.close()
         super().close()
+
+    def _watch_session(self) -> None:
+        while not self._closed.wait(SESSION_WATCH_S):
+            try:
+                self.sync_state()
+            except Exception:  # noqa: BLE001 - a watcher must outlive one bad reading
+                _log.debug("could not sync the panel with its session", exc_info=True)
+
+    def sync_state(self) -> None:
+        """Bring the panel in line with the session's own state (the watcher calls it twice a second).
+
+        A failed session shows ``error`` with what to do and releases the microphone; a closed one shows
+        ``closed``. Next: *Connect* continues the conversation.
+        """
+        session = self._session
+        if session is None:
+            return
+        state = str(session.state)
+        shown = self.view.state
+        if state == "failed" and shown != "error":
+            self.mic.release()
+            self.view.state = "error"
+            last = f" (last: {self.view.error})" if self.view.error else ""
+            self.view.show_error(f"the connection was lost and could not be re-established{last}",
+                                 "click Connect to continue the conversation")
+        elif state in ("closed", "completed") and shown in ("connected", "reconnecting") \
+                and session.state == state:
+            self.mic.release()
+            self.view.state = "closed"
+        elif state == "active" and shown in ("reconnecting", "error") and session.conversation_id:
+            self.view.state = "connected"
 
     def _handle_view_message(self, _widget: Any, content: Any, _buffers: list) -> None:
         kind = content.get("kind") if isinstance(content, dict) else None

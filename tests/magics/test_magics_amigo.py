@@ -9,6 +9,7 @@ from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
 from amigo_lab.emulator import DEFAULT_SERVICE_ID, Emulator, Limits
+from amigo_lab.magics import MagicError
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +235,129 @@ def test_unload_closes_what_the_magics_opened(ip, magics, connect_line):
         assert magics.session is None
     finally:
         ip.run_line_magic("load_ext", "amigo_lab")
+
+
+# --- through IPython's real input path (what a notebook cell does) -----------------------------------------
+
+
+@pytest.mark.parametrize("line", ["%amigo say What are your opening hours?", "  %amigo say ¿what are your opening hours?",
+                                  "%amigo event the patient asks: is it open?"])
+def test_a_trailing_question_mark_reaches_the_magic(ip, line):
+    python = ip.transform_cell(line + "\n")
+    assert "run_line_magic('amigo'" in python and "pinfo" not in python
+    assert line.strip().split(" ", 2)[2] in python
+
+
+def test_help_on_the_magic_itself_still_works(ip):
+    assert "pinfo" in ip.transform_cell("%amigo?\n")
+
+
+def test_the_question_example_in_a_cell(ip, connected, capsys, opening_hours_answer):
+    result = ip.run_cell("%amigo say What are your opening hours?")
+    out = capsys.readouterr().out
+    assert result.success, result.error_in_exec
+    assert "not found" not in out
+    assert out == f"agent: {opening_hours_answer}\n"
+    sent = connected.frames.query("type == 'client.new-text-message'")["text"].tolist()
+    assert sent[-1] == "What are your opening hours?"
+
+
+def test_inverted_question_marks_in_a_cell(ip, connected, capsys):
+    result = ip.run_cell("%amigo say ¿Cuál es el horario?")
+    assert result.success, result.error_in_exec
+    assert capsys.readouterr().out.startswith("agent: ")
+    assert connected.frames.query("type == 'client.new-text-message'")["text"].tolist()[-1] == "¿Cuál es el horario?"
+
+
+def test_cell_magic_lines_ending_in_question_marks(ip, connected, capsys, opening_hours_answer):
+    result = ip.run_cell("%%amigo\nWhat are your opening hours?\n")
+    assert result.success, result.error_in_exec
+    assert f"agent: {opening_hours_answer}" in capsys.readouterr().out
+
+
+def test_say_help_shows_help_and_sends_nothing(ip, connected, capsys):
+    before = len(connected.frames)
+    result = ip.run_cell("%amigo say --help")
+    assert result.success
+    out = capsys.readouterr().out
+    assert "usage: %amigo say" in out and "trailing ?" in out
+    assert len(connected.frames) == before
+
+
+# --- a failed connect keeps the conversation that works ----------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("--host 127.0.0.1:9", "could not connect"),
+    ("--token not-a-known-token", "4401"),
+    ("--org someone-else", "4404"),
+])
+def test_a_failed_connect_leaves_the_working_conversation(ip, magics, emulator, connected, capsys, extra, expected):
+    base = {"--org": emulator.org, "--token": "token-99", "--host": f"127.0.0.1:{emulator.port}",
+            "--service": DEFAULT_SERVICE_ID}
+    flag, value = extra.split(" ", 1)
+    base[flag] = value
+    line = "%amigo connect " + " ".join(f"{k} {v}" for k, v in base.items())
+    result = ip.run_cell(line)
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, MagicError)
+    assert expected in out.out + out.err
+    assert magics.session is connected and connected.state == "active"
+    assert ip.user_ns["amigo_session"] is connected
+    ip.run_cell("%amigo say what are your opening hours")
+    assert capsys.readouterr().out.startswith("agent: ")
+
+
+def test_connect_without_a_service_is_refused_before_anything_closes(ip, magics, emulator, connected):
+    result = ip.run_cell(f"%amigo connect --org {emulator.org} --token token-98 --host 127.0.0.1:{emulator.port}")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "--service" in str(result.error_in_exec)
+    assert connected.state == "active"
+
+
+def test_connecting_to_another_service_user_starts_it_first(ip, magics, emulator, connected, connect_line):
+    ip.run_line_magic("amigo", connect_line)          # another token: another user
+    assert magics.session is not connected and magics.session.state == "active"
+    assert connected.state == "closed"
+
+
+# --- ordinary mistakes in a few lines, the traceback one %tb away ---------------------------------------------
+
+
+def _shown(capsys) -> str:
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_a_missing_audio_file_in_a_few_lines(ip, connected, capsys, tmp_path):
+    result = ip.run_cell(f"%amigo send {tmp_path / 'nope.wav'}")
+    shown = _shown(capsys)
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "Traceback" not in shown and len(shown.strip().splitlines()) <= 4
+    assert "nope.wav" in shown and "%amigo send" in shown
+    ip.run_cell("%tb")
+    assert "Traceback" in _shown(capsys)
+
+
+def test_say_after_finish_says_to_connect_again(ip, connected, capsys):
+    ip.run_cell("%amigo finish")
+    capsys.readouterr()
+    result = ip.run_cell("%amigo say hello")
+    shown = _shown(capsys)
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "%amigo connect" in shown and "session.start()" not in shown
+    assert len(shown.strip().splitlines()) <= 4
+
+
+def test_a_wrong_token_names_the_flag(ip, magics, emulator, capsys):
+    result = ip.run_cell(f"%amigo connect --org {emulator.org} --token wrong --host 127.0.0.1:{emulator.port} "
+                         f"--service {DEFAULT_SERVICE_ID}")
+    shown = _shown(capsys)
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "--token" in shown and "Traceback" not in shown
+    assert magics.session is None
+
+
+def test_half_credentials_are_a_usage_error(ip, magics):
+    with pytest.raises(UsageError, match="--token"):
+        ip.run_line_magic("amigo", "connect --org someone")

@@ -75,6 +75,7 @@ def test_connect_and_disconnect_buttons(front_end, emulator, wait_until):
     wait_until(lambda: panel.view.state == "connected", timeout=60, what="the panel to reconnect")
     assert panel.session is session and session.state == "active"
 
+    session.finish()           # ends the conversation on the server too: the module's user may start again
     panel.close()                                                # the panel opened it, so it closes it
     assert session.state == "closed"
 
@@ -84,3 +85,42 @@ def test_a_failed_connect_is_shown_not_raised(front_end, wait_until):
     front_end.custom(panel.view, {"kind": "connect"})
     wait_until(lambda: panel.view.state == "error", timeout=30, what="the error state")
     assert panel.view.error
+
+
+def test_closing_a_vad_microphone_switches_the_server_vad_off(front_end, session, wait_until):
+    first = SessionPanel(session, mode="vad")
+    front_end.custom(first.mic, {"kind": "start", "mode": "vad", "sample_rate": 48000})
+    assert session.vad_on
+    first.close()                                  # re-running the cell: the browser's "stop" never arrives
+    assert not session.vad_on
+    second = SessionPanel(session, mode="push-to-talk")
+    assert not session.vad_on and second.mic.mode == "push-to-talk"
+    second.close()
+
+
+def test_a_vad_the_user_switched_on_is_left_alone(front_end, session):
+    session.vad(True)
+    panel = SessionPanel(session, mode="push-to-talk")
+    panel.close()
+    assert session.vad_on
+
+
+def test_a_session_that_gives_up_reconnecting_shows_an_error(front_end, wait_until):
+    from amigo_lab._connect import connect
+    from amigo_lab.emulator import Emulator
+    from amigo_lab.session import Backoff
+
+    emulator = Emulator(realtime=False).start()
+    try:
+        session = connect(emulator=emulator, backoff=Backoff(initial=0.05, maximum=0.1, attempts=2))
+        panel = SessionPanel(session)
+        assert panel.view.state == "connected"
+    finally:
+        emulator.stop()                             # the server goes away: 1001, reconnecting, then nothing
+    try:
+        wait_until(lambda: session.state == "failed", timeout=30, what="the session to give up")
+        wait_until(lambda: panel.view.state == "error", timeout=5, what="the panel to show the failure")
+        assert "Connect" in panel.view.hint
+        assert front_end.sent(panel.mic, "release")       # the microphone stops streaming into nothing
+    finally:
+        panel.close()
