@@ -51,7 +51,7 @@ EXPECTED_DTYPES = {
     "audio_ms": "Float64", "vad_ms": "Float64", "vad_mode_on": "boolean", "action_type": "string",
     "action": "string", "http_error_code": "Int64", "error_description": "string", "close_code": "Int64",
     "close_reason": "string", "conversation_completed": "boolean", "played_ms": "Float64",
-    "alignment": "string", "extra": "string",
+    "alignment": "string", "extra": "string", "flags": "string", "wire": "string",
 }
 
 

@@ -1,0 +1,125 @@
+"""A recorded session read back: :func:`load_session` and :class:`RecordedSession`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from amigo_lab import audio as _audio
+from amigo_lab.framelog._reader import read_frames, read_meta, session_folder, write_parquet
+from amigo_lab.framelog._schema import AUDIO_FILES, PARQUET_FILE, FrameLogError
+
+logger = logging.getLogger("amigo_lab.framelog")
+
+
+@dataclass
+class RecordedSession:
+    """A recorded session read back from its folder: the frames DataFrame, the meta, and the audio.
+
+    Get one from :func:`load_session`. Then: :attr:`frames` for analysis (:func:`frames_view` to read it),
+    :meth:`audio_track` to listen to one side on the session clock, :meth:`message_audio` for one agent message.
+    """
+
+    path: Path
+    frames: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"<RecordedSession {len(self.frames)} entries, conversation "
+                f"{self.meta.get('conversation_id') or _first(self.frames, 'conversation_id')} at {str(self.path)!r}>")
+
+    @property
+    def fast(self) -> bool:
+        """True when the session was recorded faster than real time (``--fast``): its timings are not real."""
+        return bool(self.meta.get("fast"))
+
+    def audio(self, direction: str) -> bytes:
+        """All raw wire audio of one direction (``"sent"`` or ``"received"``), as recorded."""
+        if direction not in AUDIO_FILES:
+            raise FrameLogError(f"audio direction must be 'sent' or 'received', got {direction!r}")
+        file = self.path / AUDIO_FILES[direction]
+        return file.read_bytes() if file.exists() else b""
+
+    def _pieces(self, rows: pd.DataFrame, blob: bytes) -> list[tuple[float, np.ndarray]]:
+        out = []
+        for t, offset, size, fmt in zip(rows["t"], rows["audio_offset"], rows["audio_bytes"], rows["audio_format"]):
+            data = blob[int(offset): int(offset) + int(size)]
+            if len(data) != int(size):
+                logger.warning("audio of an entry at t=%.3f is cut short (the session did not end cleanly)", t)
+                data = data[: len(data) - len(data) % 2] if fmt == "pcm" else b""
+            if fmt == "pcm" and len(data) % 2:
+                data = data[:-1]  # an odd byte (a binary message cut mid-sample) cannot be a PCM16 sample
+            if data:
+                try:
+                    out.append((float(t), _audio.decode_wire_audio(data, str(fmt))))
+                except _audio.AudioError as exc:
+                    logger.warning("audio of an entry at t=%.3f does not decode as %s: %s", t, fmt, exc)
+        return out
+
+    def _audio_rows(self, direction: str) -> pd.DataFrame:
+        frames = self.frames
+        mask = (frames["direction"] == direction) & (frames["audio_bytes"].fillna(0) > 0) \
+            & frames["audio_offset"].notna()
+        return frames[mask.fillna(False).astype(bool)].sort_values("seq")
+
+    def audio_track(self, direction: str, *, sr: int = _audio.SAMPLE_RATE) -> np.ndarray:
+        """One side of the conversation as float32 samples at ``sr`` Hz on the session clock.
+
+        ``"sent"`` is what the user sent, ``"received"`` what the agent sent. Each frame's audio starts
+        at its ``t`` (sample ``t * sr``), or right after the previous frame's audio when that has not
+        finished yet (agent audio arrives ahead of real time; it is laid end to end as a gapless
+        player would). Gaps are silence. Next: ``IPython.display.Audio(x, rate=sr)`` or a spectrogram.
+        """
+        if direction not in AUDIO_FILES:
+            raise FrameLogError(f"audio direction must be 'sent' or 'received', got {direction!r}")
+        base = _audio.SAMPLE_RATE
+        pieces = self._pieces(self._audio_rows(direction), self.audio(direction))
+        placed: list[tuple[int, np.ndarray]] = []
+        end = 0
+        for t, samples in pieces:
+            start = max(int(round(t * base)), end)
+            placed.append((start, samples))
+            end = start + len(samples)
+        track = np.zeros(end, dtype=np.float32)
+        for start, samples in placed:
+            track[start: start + len(samples)] = samples
+        if sr != base:
+            track = _audio.resample(track, sr_in=base, sr_out=sr).astype(np.float32, copy=False)
+        return track
+
+    def message_audio(self, message_id: str) -> np.ndarray:
+        """The audio of one agent message (all its pieces, in order) as float32 at 16 kHz."""
+        rows = self._audio_rows("received")
+        rows = rows[(rows["message_id"] == message_id).fillna(False).astype(bool)]
+        pieces = self._pieces(rows, self.audio("received"))
+        if not pieces:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([samples for _, samples in pieces]).astype(np.float32, copy=False)
+
+    def export_parquet(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write :attr:`frames` to ``path`` (default ``DIR/frames.parquet``); returns the path."""
+        return write_parquet(self.frames, Path(path) if path is not None else self.path / PARQUET_FILE)
+
+
+def _first(frames: pd.DataFrame, column: str) -> Any:
+    values = frames[column].dropna()
+    return values.iloc[0] if len(values) else None
+
+
+def load_session(path: str | os.PathLike[str]) -> RecordedSession:
+    """Read a recorded session folder (also one whose writer crashed) into a :class:`RecordedSession`.
+
+    ``path`` is the session's folder, a file in it, or a folder holding exactly one recorded session (such
+    as the demo's output folder). ``frames.parquet`` is read when it is complete (written on close, nothing
+    appended since); otherwise ``frames.jsonl``, whose torn last line (a crash mid-write) is dropped. Next:
+    ``.frames`` with :func:`frames_view`, or :func:`amigo_lab.analysis.turns`.
+    """
+    folder = session_folder(path)
+    meta = read_meta(folder)
+    return RecordedSession(path=folder, frames=read_frames(folder, meta), meta=meta)
