@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 
 from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
+from amigo_lab.emulator.logs import WEBSOCKETS_LOGGER, RedactingFilter, install
 from amigo_lab.emulator.runtime import Limits, Runtime
 from amigo_lab.emulator.services import Service, load_services
 from amigo_lab.protocol import (
@@ -104,6 +105,7 @@ class Emulator:
         self._stop_requested: asyncio.Event | None = None
         self._startup_error: BaseException | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._uninstall_filter: Callable[[], None] | None = None
 
     # --- where to connect -----------------------------------------------------------------------------------
 
@@ -246,22 +248,33 @@ class Emulator:
             self._lag_task = None
         self._runtime.close()
         self._port = None
+        if self._uninstall_filter is not None:
+            self._uninstall_filter()
+            self._uninstall_filter = None
 
     async def _open(self) -> None:
         limits = self._runtime.limits
-        self._server = await serve(
-            self._handle,
-            self._host,
-            self._requested_port,
-            select_subprotocol=_select_subprotocol,
-            process_request=_route,
-            compression=None,  # base64 audio hardly compresses; deflate would only cost CPU
-            max_size=limits.max_frame_bytes,
-            ping_interval=limits.keepalive_interval_s,
-            ping_timeout=limits.keepalive_timeout_s,
-            close_timeout=limits.close_timeout_s,
-            logger=logging.getLogger("amigo_lab.emulator.websockets"),
-        )
+        # Before the first handshake: websockets logs its headers, the token among them, at DEBUG.
+        self._uninstall_filter = install(RedactingFilter(lambda: self._runtime.users),
+                                         (WEBSOCKETS_LOGGER, logger.name))
+        try:
+            self._server = await serve(
+                self._handle,
+                self._host,
+                self._requested_port,
+                select_subprotocol=_select_subprotocol,
+                process_request=_route,
+                compression=None,  # base64 audio hardly compresses; deflate would only cost CPU
+                max_size=limits.max_frame_bytes,
+                ping_interval=limits.keepalive_interval_s,
+                ping_timeout=limits.keepalive_timeout_s,
+                close_timeout=limits.close_timeout_s,
+                logger=logging.getLogger(WEBSOCKETS_LOGGER),
+            )
+        except BaseException:
+            self._uninstall_filter()
+            self._uninstall_filter = None
+            raise
         self._lag_task = asyncio.create_task(self._runtime.loop_lag.run())
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("emulator listening on ws://%s:%s", self._host, self._port)
