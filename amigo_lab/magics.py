@@ -8,7 +8,6 @@ cover (``amigo_session.frames``, ``amigo_session.send_audio(...)``).
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import re
 import shlex
@@ -30,9 +29,8 @@ __all__ = ["AmigoMagics", "MagicError", "load_ipython_extension", "unload_ipytho
 SESSION_VARIABLE = "amigo_session"
 """Name under which ``%amigo connect`` puts the session into the notebook's namespace."""
 
-LOG_COLUMNS = ("seq", "t", "direction", "type", "message_id", "sequence_number", "stop", "text", "audio_ms",
-               "vad_ms", "vad_mode_on", "played_ms", "http_error_code", "close_code")
-"""Columns ``%amigo log`` shows; the full frame log is ``amigo_session.frames``."""
+LOG_ROWS = 20
+"""Rows ``%amigo log`` shows by default (``-n 0`` shows all)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,9 +185,13 @@ def _build_parser() -> _Parser:
 
     commands.add_parser("status", help="connection and conversation state")
 
-    log = commands.add_parser("log", help="the frame log as a table")
-    log.add_argument("-n", type=int, default=20, help="last N entries (0: all; default 20)")
-    log.add_argument("--type", dest="type_pattern", help="only entry types matching this (glob, e.g. 'server.vad-*')")
+    log = commands.add_parser("log", help="the frame log as a readable table (audio runs folded)")
+    log.add_argument("-n", type=int, default=LOG_ROWS, help=f"last N rows (0: all; default {LOG_ROWS})")
+    log.add_argument("--include", "--type", dest="include", action="append", metavar="PATTERN",
+                     help="only these types (glob, e.g. 'server.vad-*'; 'audio' for every audio entry); repeatable")
+    log.add_argument("--exclude", action="append", metavar="PATTERN",
+                     help="leave these types out (same patterns); repeatable")
+    log.add_argument("--full", action="store_true", help="every column, one row per entry (exact wire JSON too)")
 
     save = commands.add_parser("save", help="save the recorded session to a folder")
     save.add_argument("dir")
@@ -231,8 +233,9 @@ class AmigoMagics(Magics):
             %amigo vad on|off         switch the server's voice activity detection
             %amigo mic [--vad]        show the panel: microphone, player, live transcript
             %amigo status             connection and conversation state
-            %amigo log [-n N] [--type PATTERN]
-                                      the frame log as a table (last 20 entries by default)
+            %amigo log [-n N] [--include PATTERN] [--exclude PATTERN] [--full]
+                                      the frame log, audio runs folded into one row (last 20 rows);
+                                      --full: every column, one row per entry
             %amigo save DIR           save the recorded session (frames, audio, meta) to DIR
             %amigo finish             finish the conversation for good
             %amigo close              close the connection (the conversation can be continued)
@@ -384,14 +387,12 @@ class AmigoMagics(Magics):
         print(f"log folder:       {session.log.path}")
 
     def _cmd_log(self, args: argparse.Namespace) -> Any:
-        frames = self._require_session().frames
-        if args.type_pattern:
-            pattern = args.type_pattern
-            mask = frames["type"].astype(str).map(lambda t: t == pattern or fnmatch.fnmatchcase(t, pattern))
-            frames = frames[mask]
+        from amigo_lab.framelog import frames_view
+
         if args.n < 0:
-            raise UsageError("-n must be 0 (all entries) or more")
-        frames = frames.loc[:, [c for c in LOG_COLUMNS if c in frames.columns]]
+            raise UsageError("-n must be 0 (all rows) or more")
+        frames = frames_view(self._require_session().frames, include=args.include, exclude=args.exclude,
+                             full=args.full)
         return frames.tail(args.n) if args.n else frames
 
     def _cmd_save(self, args: argparse.Namespace) -> None:
