@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from amigo_lab.framelog._schema import COLUMNS, FrameLogError
+from amigo_lab.framelog._schema import FLAG_RESERIALIZED, FrameLogError
 
 #: The columns of the compact view, in order.
 VIEW_COLUMNS = ("seq", "t", "direction", "type", "message_id", "n", "summary")
@@ -56,7 +57,7 @@ def _summary(row: dict[str, Any]) -> str:
     parts = []
     for column, label in (("http_error_code", ""), ("close_code", ""), ("vad_ms", "at "), ("played_ms", "played ")):
         value = row.get(column)
-        if value is not None and value is not pd.NA and not (isinstance(value, float) and np.isnan(value)):
+        if value is not None:
             unit = " ms" if column in ("vad_ms", "played_ms") else ""
             parts.append(f"{label}{value:.0f}{unit}" if isinstance(value, float) else f"{label}{value}{unit}")
     for column in ("text", "error_description", "close_reason", "action_type"):
@@ -64,13 +65,27 @@ def _summary(row: dict[str, Any]) -> str:
         if value and value not in parts:
             parts.append(value)
             break
-    if row.get("stop") is True and row.get("type") != "client.new-audio-message":
+    if row.get("type") == "client.new-audio-message" and row.get("stop") is True:
+        parts.append("end of audio")
+    elif row.get("stop") is True:
         parts.append("(stop)")
     if not parts and row.get("extra") is not None and row.get("extra") is not pd.NA:
         parts.append(_cut(row["extra"]))
-    if row.get("flags") not in (None, pd.NA) and isinstance(row.get("flags"), str):
-        parts.append(f"[{row['flags']}]")
+    flags = [f for f in (row.get("flags") or "").split(",") if f and f != FLAG_RESERIALIZED]
+    if flags:
+        parts.append(f"[{','.join(flags)}]")
     return " ".join(parts)
+
+
+_SUMMARY_COLUMNS = ("type", "http_error_code", "close_code", "vad_ms", "played_ms", "text", "error_description",
+                    "close_reason", "action_type", "stop", "extra", "flags")
+
+
+def _records(frames: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = [c for c in _SUMMARY_COLUMNS if c in frames.columns]
+    values = [[None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
+               for v in frames[c].astype(object).tolist()] for c in columns]
+    return [dict(zip(columns, row)) for row in zip(*values)]
 
 
 def frames_view(frames: pd.DataFrame, *, include: str | Iterable[str] | None = None,
@@ -104,15 +119,13 @@ def frames_view(frames: pd.DataFrame, *, include: str | Iterable[str] | None = N
     if full:
         return frames
     n = len(frames)
-    columns = {c: frames[c] if c in frames.columns else pd.Series([None] * n, dtype=COLUMNS.get(c, "object"))
-               for c in COLUMNS if c in frames.columns}
     rows = pd.DataFrame({"seq": frames["seq"], "t": frames["t"], "direction": frames["direction"],
-                         "type": frames["type"], "message_id": columns.get("message_id", pd.NA), "n": 1})
+                         "type": frames["type"], "message_id": frames["message_id"] if "message_id" in frames.columns else pd.NA,
+                         "n": 1})
     others = np.flatnonzero(~is_audio) if fold_audio else np.arange(n)
     summaries = pd.Series("", index=frames.index, dtype=object)
     if len(others):
-        records = frames.iloc[others].astype(object).where(frames.iloc[others].notna(), None).to_dict("records")
-        summaries.iloc[others] = [_summary(r) for r in records]
+        summaries.iloc[others] = [_summary(r) for r in _records(frames.iloc[others])]
     if not fold_audio:
         audio_at = np.flatnonzero(is_audio)
         if len(audio_at):
