@@ -106,11 +106,11 @@ def binary_frame(rng: random.Random) -> bytes:
 def lone_surrogate(rng: random.Random) -> str:
     half = rng.choice(["\\ud83d", "\\ude00", "\\udfff", "\\ud800"])
     return rng.choice([
-        '{"type":"%s","text":"hi %s there"}' % (TEXT, half),
-        '{"type":"%s","text":"%s","message_type":"external-event"}' % (TEXT, half),
-        '{"type":"client.extend-timeout","note":"%s"}' % half,
-        '{"type":"client.extend-timeout","%s":1}' % half,
-        '{"type":"%s","vad_mode_on":false,"x":["%s"]}' % (VAD, half),
+        f'{{"type":"{TEXT}","text":"hi {half} there"}}',
+        f'{{"type":"{TEXT}","text":"{half}","message_type":"external-event"}}',
+        f'{{"type":"client.extend-timeout","note":"{half}"}}',
+        f'{{"type":"client.extend-timeout","{half}":1}}',
+        f'{{"type":"{VAD}","vad_mode_on":false,"x":["{half}"]}}',
     ])
 
 
@@ -122,7 +122,7 @@ def oversized_text(rng: random.Random) -> str:
 
 
 def non_json_constant(rng: random.Random) -> str:
-    return '{"type":"%s","vad_mode_on":%s}' % (VAD, rng.choice(["NaN", "Infinity", "-Infinity"]))
+    return '{{"type":"{}","vad_mode_on":{}}}'.format(VAD, rng.choice(["NaN", "Infinity", "-Infinity"]))
 
 
 def huge_bad_value(rng: random.Random) -> str:
