@@ -1,4 +1,5 @@
-"""Notebook widgets: the browser microphone, an agent-audio player, and a session panel combining both.
+"""Notebook widgets: the browser microphone, an agent-audio player, the live event inspector, and a session
+panel combining them.
 
 Each is an anywidget: a small Python class plus an ES module (``*.js`` beside this file). Audio travels
 as binary buffers of custom messages, never through traits::
@@ -6,13 +7,15 @@ as binary buffers of custom messages, never through traits::
     from amigo_lab.widgets import SessionPanel
     SessionPanel(session, mode="vad")
 
+:class:`EventInspector` lists every frame live (audio runs folded, rows expand to wire JSON).
 :class:`Microphone` streams 20 ms PCM16 chunks into ``session.send_chunk``; :class:`Player` plays agent
 audio and logs ``playback.*`` entries; :class:`SessionPanel` shows connection, transcript, VAD, latency
 and errors above both.
 """
 
+from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.panel import SessionPanel, SessionView
 from amigo_lab.widgets.player import Player
 
-__all__ = ["Microphone", "Player", "SessionPanel", "SessionView"]
+__all__ = ["EventInspector", "Microphone", "Player", "SessionPanel", "SessionView"]

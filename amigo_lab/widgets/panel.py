@@ -1,8 +1,9 @@
 """The session panel: connect, talk through the microphone, hear the agent, watch the conversation.
 
-:class:`SessionPanel` is an ``ipywidgets.VBox`` of three widgets: a :class:`SessionView` (connect /
+:class:`SessionPanel` is an ``ipywidgets.VBox`` of four widgets: a :class:`SessionView` (connect /
 disconnect, state, live transcript of both sides, VAD indicator, last turn's latency, errors with their
-hint), a :class:`~amigo_lab.widgets.Microphone` and a :class:`~amigo_lab.widgets.Player`::
+hint), a :class:`~amigo_lab.widgets.Microphone`, a :class:`~amigo_lab.widgets.Player` and an
+:class:`~amigo_lab.widgets.EventInspector` (every frame both ways, live)::
 
     panel = SessionPanel(session)                 # an open session
     panel = SessionPanel(mode="vad")              # or let the Connect button open one (embedded emulator)
@@ -27,6 +28,7 @@ import traitlets
 
 from amigo_lab.protocol import CloseCode, describe_close
 from amigo_lab.protocol.constants import ACTION_TOO_LONG, MESSAGE_TYPE_EXTERNAL_EVENT
+from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.player import Player
 
@@ -300,7 +302,8 @@ _HANDLERS = {
 
 
 class SessionPanel(ipywidgets.VBox):
-    """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player`.
+    """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player` and
+    :attr:`inspector` (every frame, live).
 
     ``SessionPanel(session)`` shows an open session. ``SessionPanel(**connect_options)`` lets the
     *Connect* button open one with ``amigo_lab.connect(**connect_options)`` (no options: the embedded
@@ -318,7 +321,8 @@ class SessionPanel(ipywidgets.VBox):
         self.view = SessionView()
         self.mic = Microphone(mode=mode)
         self.player = Player()
-        super().__init__(children=[self.view, self.mic, self.player])
+        self.inspector = EventInspector()
+        super().__init__(children=[self.view, self.mic, self.player, self.inspector])
         self.add_class("amigo-session-panel")
         self.view.on_msg(self._handle_view_message)
         self._closed = threading.Event()
@@ -345,6 +349,7 @@ class SessionPanel(ipywidgets.VBox):
         self.view.follow(session)
         self.player.attach(session)
         self.mic.session = session
+        self.inspector.follow(session)
 
     def connect(self) -> Any:
         """Connect and return the session (blocks until connected). Errors show in the panel and raise.
@@ -389,7 +394,7 @@ class SessionPanel(ipywidgets.VBox):
         self.view.unfollow()
         self.player.detach()
         self.mic.session = None
-        for child in (self.mic, self.player, self.view):
+        for child in (self.mic, self.player, self.inspector, self.view):
             child.close()
         if session is not None and owned:
             session.close()

@@ -2,13 +2,14 @@
 
 import pytest
 
-from amigo_lab.widgets import Microphone, Player, SessionPanel, SessionView
+from amigo_lab.widgets import EventInspector, Microphone, Player, SessionPanel, SessionView
 
 
 def test_panel_composes_view_mic_and_player(front_end, session):
     panel = SessionPanel(session, mode="vad")
-    view, mic, player = panel.children
+    view, mic, player, inspector = panel.children
     assert isinstance(view, SessionView) and isinstance(mic, Microphone) and isinstance(player, Player)
+    assert isinstance(inspector, EventInspector) and inspector.session is session
     assert panel.mic.mode == "vad"
     assert panel.mic.session is session and panel.player.session is session
 
