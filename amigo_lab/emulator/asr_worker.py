@@ -11,13 +11,18 @@ speaks this protocol; nothing else should. Operations:
 
 A request that fails answers ``ERROR`` with a UTF-8 message (for a stream nobody waits on, it is dropped).
 The worker exits when stdin closes.
+
+Requests are read by a thread of their own as they arrive, so a ``CANCEL`` is seen at once: the audio
+already queued for that stream is skipped rather than decoded (a cancel never waits behind its own feeds).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import struct
 import sys
+import threading
 from typing import BinaryIO
 
 HEADER = struct.Struct("<BII")
@@ -53,13 +58,28 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             recognizers[phrases] = Recognizer(phrases.decode("utf-8").split("\n"))
         return recognizers[phrases]
 
-    while (frame := read_frame(requests)) is not None:
+    inbox: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
+    cancelled: set[int] = set()
+    lock = threading.Lock()
+
+    def read_ahead() -> None:
+        while (frame := read_frame(requests)) is not None:
+            if frame[0] == CANCEL:
+                with lock:
+                    cancelled.add(frame[1])
+            inbox.put(frame)
+        inbox.put(None)
+
+    threading.Thread(target=read_ahead, name="amigo-asr-requests", daemon=True).start()
+    while (frame := inbox.get()) is not None:
         op, stream_id, payload = frame
         try:
             if op == OPEN:
                 streams[stream_id] = recognizer(payload).stream()
             elif op == FEED:
-                if stream_id in streams:
+                with lock:
+                    skip = stream_id in cancelled
+                if stream_id in streams and not skip:
                     streams[stream_id].feed(payload)
             elif op == FINISH:
                 stream = streams.pop(stream_id, None)
@@ -67,6 +87,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 write_frame(answers, RESULT, stream_id, text.encode("utf-8"))
                 answers.flush()
             elif op == CANCEL:
+                with lock:
+                    cancelled.discard(stream_id)
                 stream = streams.pop(stream_id, None)
                 if stream is not None:
                     stream.cancel()

@@ -168,6 +168,7 @@ class Connection:
         self._limits = runtime.limits
         self._limiter = FrameRateLimiter(self._limits.frames_per_second)
         self._audio_clock = AudioClock(self._limits.max_audio_ahead_s)
+        self._recognition_prepared = False
         self._send_lock = asyncio.Lock()
         self._turns: deque[_Turn] = deque()
         self._events: list[tuple[float, str]] = []
@@ -326,9 +327,16 @@ class Connection:
         self._touch()
         self._queue(_TextTurn(frame.text, self._take_events()))
 
+    def _prepare_recognition(self) -> None:
+        """Speech is coming: make sure a recognition worker runs (they start lazily, see recognition.py)."""
+        if not self._recognition_prepared:
+            self._recognition_prepared = True
+            self.runtime.recognition.prepare()
+
     async def _on_audio(self, frame: NewAudioMessage) -> None:
         voice = self.voice
         assert voice is not None  # the state machine admits audio only once initialised
+        self._prepare_recognition()
         data = frame.audio_bytes()
         if data is None:
             self._touch()
@@ -378,6 +386,8 @@ class Connection:
         if on and voice.audio_format != "pcm":
             raise Refusal(CloseCode.UNSUPPORTED_AUDIO,
                           f"VAD needs audio_format=pcm, this connection has {voice.audio_format}; reconnect with pcm")
+        if on:
+            self._prepare_recognition()
         voice.set_vad(on)
         await self._send(VadModeSwitched(vad_mode_on=on))
         self._wake.set()

@@ -127,10 +127,18 @@ class Runtime:
         # Synthesis, MP3 coding, language identification and agents run here, never on the event loop.
         self.executor = ThreadPoolExecutor(max_workers=min(8, 4 * (os.cpu_count() or 1)),
                                            thread_name_prefix="amigo-emulator")
-        # Speech recognition runs in a worker process (see recognition.py); warm it for every service now.
+        # Speech recognition runs in worker processes (see recognition.py), started when speech first comes;
+        # each then builds the recognizers of these services before its first stream.
         self.recognition = recognition
         for service in self.services.values():
             recognition.warm(service.english_phrases())
+        self._holds_recognition = False
+
+    def open(self) -> None:
+        """The emulator starts serving: hold the recognition pool (its workers stop with the last holder)."""
+        if not self._holds_recognition:
+            self._holds_recognition = True
+            self.recognition.acquire()
 
     @property
     def loop_lag_s(self) -> float:
@@ -138,8 +146,11 @@ class Runtime:
         return self.loop_lag.seconds
 
     def close(self) -> None:
-        """Release the worker threads (running jobs finish on their own)."""
+        """Release the worker threads (running jobs finish on their own) and the recognition pool."""
         self.executor.shutdown(wait=False, cancel_futures=False)
+        if self._holds_recognition:
+            self._holds_recognition = False
+            self.recognition.release()
 
     def stats(self) -> dict[str, object]:
         """A snapshot of the counters and the store's counts."""

@@ -246,7 +246,8 @@ class Emulator:
             self._lag_task.cancel()
             await asyncio.gather(self._lag_task, return_exceptions=True)
             self._lag_task = None
-        self._runtime.close()
+        # Off the loop: the last emulator of the process waits here for its recognition workers to exit.
+        await asyncio.to_thread(self._runtime.close)
         self._port = None
         if self._uninstall_filter is not None:
             self._uninstall_filter()
@@ -275,6 +276,7 @@ class Emulator:
             self._uninstall_filter()
             self._uninstall_filter = None
             raise
+        self._runtime.open()
         self._lag_task = asyncio.create_task(self._runtime.loop_lag.run())
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("emulator listening on ws://%s:%s", self._host, self._port)
