@@ -8,14 +8,17 @@ as binary buffers of custom messages, never through traits::
     SessionPanel(session, mode="vad")
 
 :class:`EventInspector` lists every frame live (audio runs folded, rows expand to wire JSON).
+:class:`LatencyWaterfall` draws each turn's latencies (the protocol fold's names) with running p50 / p90.
 :class:`Microphone` streams 20 ms PCM16 chunks into ``session.send_chunk``; :class:`Player` plays agent
 audio and logs ``playback.*`` entries; :class:`SessionPanel` shows connection, transcript, VAD, latency
 and errors above both.
 """
 
+from amigo_lab.widgets._fold_feed import replay_fold
 from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.panel import SessionPanel, SessionView
 from amigo_lab.widgets.player import Player
+from amigo_lab.widgets.waterfall import LatencyWaterfall
 
-__all__ = ["EventInspector", "Microphone", "Player", "SessionPanel", "SessionView"]
+__all__ = ["EventInspector", "LatencyWaterfall", "Microphone", "Player", "SessionPanel", "SessionView", "replay_fold"]
