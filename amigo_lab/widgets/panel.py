@@ -1,8 +1,9 @@
 """The session panel: connect, talk through the microphone, hear the agent, watch the conversation.
 
-:class:`SessionPanel` is an ``ipywidgets.VBox`` of four widgets: a :class:`SessionView` (connect /
+:class:`SessionPanel` is an ``ipywidgets.VBox`` of five widgets: a :class:`SessionView` (connect /
 disconnect, state, live transcript of both sides, VAD indicator, last turn's latency, errors with their
-hint), a :class:`~amigo_lab.widgets.Microphone`, a :class:`~amigo_lab.widgets.Player` and an
+hint), a :class:`~amigo_lab.widgets.Microphone`, a :class:`~amigo_lab.widgets.Player`, a
+:class:`~amigo_lab.widgets.LatencyWaterfall` (per-turn latencies) and an
 :class:`~amigo_lab.widgets.EventInspector` (every frame both ways, live)::
 
     panel = SessionPanel(session)                 # an open session
@@ -31,6 +32,7 @@ from amigo_lab.protocol.constants import ACTION_TOO_LONG, MESSAGE_TYPE_EXTERNAL_
 from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.player import Player
+from amigo_lab.widgets.waterfall import LatencyWaterfall
 
 __all__ = ["PANEL_STATES", "SessionPanel", "SessionView"]
 
@@ -302,8 +304,8 @@ _HANDLERS = {
 
 
 class SessionPanel(ipywidgets.VBox):
-    """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player` and
-    :attr:`inspector` (every frame, live).
+    """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player`,
+    :attr:`waterfall` (latencies per turn) and :attr:`inspector` (every frame, live).
 
     ``SessionPanel(session)`` shows an open session. ``SessionPanel(**connect_options)`` lets the
     *Connect* button open one with ``amigo_lab.connect(**connect_options)`` (no options: the embedded
@@ -322,7 +324,8 @@ class SessionPanel(ipywidgets.VBox):
         self.mic = Microphone(mode=mode)
         self.player = Player()
         self.inspector = EventInspector()
-        super().__init__(children=[self.view, self.mic, self.player, self.inspector])
+        self.waterfall = LatencyWaterfall()
+        super().__init__(children=[self.view, self.mic, self.player, self.waterfall, self.inspector])
         self.add_class("amigo-session-panel")
         self.view.on_msg(self._handle_view_message)
         self._closed = threading.Event()
@@ -350,6 +353,7 @@ class SessionPanel(ipywidgets.VBox):
         self.player.attach(session)
         self.mic.session = session
         self.inspector.follow(session)
+        self.waterfall.follow(session)
 
     def connect(self) -> Any:
         """Connect and return the session (blocks until connected). Errors show in the panel and raise.
@@ -394,7 +398,7 @@ class SessionPanel(ipywidgets.VBox):
         self.view.unfollow()
         self.player.detach()
         self.mic.session = None
-        for child in (self.mic, self.player, self.inspector, self.view):
+        for child in (self.mic, self.player, self.waterfall, self.inspector, self.view):
             child.close()
         if session is not None and owned:
             session.close()
@@ -418,7 +422,8 @@ class SessionPanel(ipywidgets.VBox):
             return
         state = str(session.state)
         shown = self.view.state
-        if state == "failed" and shown != "error":
+        lost = state in ("idle", "connected") and shown in ("connected", "reconnecting")   # no conversation left
+        if (state == "failed" or lost) and shown != "error":
             self.mic.release()
             self.view.state = "error"
             last = f" (last: {self.view.error})" if self.view.error else ""
