@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -44,7 +47,8 @@ class RecordedSession:
         if direction not in AUDIO_FILES:
             raise FrameLogError(f"audio direction must be 'sent' or 'received', got {direction!r}")
         file = self.path / AUDIO_FILES[direction]
-        return file.read_bytes() if file.exists() else b""
+        blob = file.read_bytes() if file.exists() else b""
+        return _recover_tail(self.frames, direction, blob)
 
     def _pieces(self, rows: pd.DataFrame, blob: bytes) -> list[tuple[float, np.ndarray]]:
         out = []
@@ -105,6 +109,42 @@ class RecordedSession:
     def export_parquet(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write :attr:`frames` to ``path`` (default ``DIR/frames.parquet``); returns the path."""
         return write_parquet(self.frames, Path(path) if path is not None else self.path / PARQUET_FILE)
+
+
+def _audio_from_wire(wire: Any) -> bytes | None:
+    if not isinstance(wire, str):
+        return None
+    try:
+        payload = json.loads(wire)
+        text = payload.get("audio") or payload.get("message")
+        return base64.b64decode(text, validate=True) if isinstance(text, str) else None
+    except (ValueError, TypeError, AttributeError, binascii.Error):
+        return None
+
+
+def _recover_tail(frames: pd.DataFrame, direction: str, blob: bytes) -> bytes:
+    """The audio file of one direction with a tail the writer had not flushed (it died) rebuilt from the wire
+    texts, which hold the same bytes in base64 and were flushed line by line."""
+    mask = ((frames["direction"] == direction) & (frames["audio_bytes"].fillna(0) > 0)
+            & frames["audio_offset"].notna()).fillna(False).astype(bool)
+    if not mask.any():
+        return blob
+    rows = frames.loc[mask, ["audio_offset", "audio_bytes", "wire"]]
+    ends = rows["audio_offset"].astype("int64") + rows["audio_bytes"].astype("int64")
+    if len(blob) >= int(ends.max()):
+        return blob
+    out = bytearray(blob)
+    for offset, size, wire in zip(rows["audio_offset"], rows["audio_bytes"], rows["wire"], strict=True):
+        offset, size = int(offset), int(size)
+        if offset + size <= len(out):
+            continue
+        data = _audio_from_wire(wire)
+        if data is None or len(data) != size or offset > len(out):
+            logger.warning("audio of the %s side ends at byte %d; the rest was not written before the writer "
+                           "stopped and its wire text does not hold it", direction, len(out))
+            break
+        out[offset: offset + size] = data
+    return bytes(out)
 
 
 def _first(frames: pd.DataFrame, column: str) -> Any:

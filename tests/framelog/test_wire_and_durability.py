@@ -185,3 +185,22 @@ def test_memory_does_not_grow_with_every_entry(tmp_path):
     log.close()
     assert grown < 1_000_000, f"{grown} bytes kept for 40,000 entries"
     assert len(load_session(tmp_path / "s").frames) == 40_001
+
+
+def test_tokens_are_redacted_in_the_wire_text_of_audio_frames_too(tmp_path):
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXNlY3JldA"
+    plain = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # a secret spelled in base64 characters
+    pcm = bytes(2048)
+    log = FrameLog(tmp_path / "s", secrets=[jwt, plain])
+    piece = NewMessage.audio_piece(pcm, stop=False, sequence_number=0, message_id="m")
+    wire = serialize(piece)
+    leaky = wire[:-1] + f',"note":"Bearer {jwt}"}}'
+    log.record("received", parse(leaky), raw=leaky, audio_bytes=pcm, audio_format="pcm")
+    hidden = wire.replace('"message":"', f'"message":"{plain}', 1)
+    log.record("received", parse(hidden), raw=hidden, audio_bytes=pcm, audio_format="pcm")
+    log.record("received", parse(wire), raw=wire, audio_bytes=pcm, audio_format="pcm")
+    log.close()
+    frames = load_session(tmp_path / "s").frames
+    text = (tmp_path / "s" / "frames.jsonl").read_text(encoding="utf-8")
+    assert jwt not in text and plain not in text and "c2lnbmF0dXJlLXNlY3JldA" not in text
+    assert frames["wire"].iloc[2] == wire  # nothing to hide: verbatim
