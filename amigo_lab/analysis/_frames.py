@@ -29,6 +29,8 @@ import pandas as pd
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.protocol import (
     ContinueConversation,
+    Frame,
+    FrameError,
     ConversationContinued,
     ConversationCreated,
     CurrentAgentAction,
@@ -42,8 +44,13 @@ from amigo_lab.protocol import (
     UserMessageAvailable,
     VadSpeechEnded,
     VadSpeechResetZero,
+    VadModeSwitched,
     VadSpeechStarted,
+    from_dict,
+    parse,
 )
+from amigo_lab.protocol.fold import Fold, FoldEvent, InputDropped, PendingInput
+from amigo_lab.protocol.fold import Interaction as FoldInteraction
 from amigo_lab.protocol.constants import (
     ACTION_TOO_LONG,
     MESSAGE_TYPE_EXTERNAL_EVENT,
@@ -76,6 +83,11 @@ REQUIRED_COLUMNS = (
     "close_code", "close_reason", "conversation_completed", "played_ms", "alignment", "vad_mode_on",
 )
 
+#: The optional column with the verbatim wire text of each frame; frames are rebuilt from the others without it.
+WIRE_COLUMN = "wire"
+#: Columns read when present (older logs lack them).
+OPTIONAL_COLUMNS = (WIRE_COLUMN, "sequence_number", "conversation_id")
+
 _PCM_BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH_BYTES / 1000
 
 
@@ -96,10 +108,15 @@ def check_frames(frames: Any) -> pd.DataFrame:
 
 
 def records(frames: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows of a checked frame log as dicts of the columns the analysis reads, in ``seq`` order."""
+    """The rows of a checked frame log as dicts of the columns the analysis reads, in ``seq`` order.
+
+    The :data:`OPTIONAL_COLUMNS` (e.g. ``wire``, the verbatim wire text) are included, None when absent.
+    """
     # Column by column, then zipped: several times faster than DataFrame.to_dict("records") on long logs.
-    columns = [frames[name].astype(object).tolist() for name in REQUIRED_COLUMNS]
-    return [dict(zip(REQUIRED_COLUMNS, values)) for values in zip(*columns)]
+    names = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    columns = [frames[name].astype(object).tolist() if name in frames.columns else [None] * len(frames)
+               for name in names]
+    return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 # --- scalar helpers: the log uses pandas' nullable dtypes, so a missing value may be NA, None or NaN ----------
@@ -523,3 +540,109 @@ def describe_error(rec: dict[str, Any]) -> str:
     code = num(rec["http_error_code"])
     text = opt_str(rec["error_description"]) or opt_str(rec["text"]) or ""
     return f"{int(code)}: {text}" if not math.isnan(code) else text
+
+
+# --- the one account: replaying the log through the protocol's interaction fold ----------------------------
+
+# Rows of these types carry nothing the fold reads beyond their type; one shared frame each (frames are values).
+_CHUNK = NewAudioMessage(audio="")
+_AUDIO_END = NewAudioMessage(audio=None)
+_START = StartConversation(service_id="0" * 24)
+_FOLDED_LOCAL = (CONNECTION_OPENED, CONNECTION_CLOSED, *PLAYBACK_TYPES, "user.speech-ended")
+
+
+@dataclass
+class Replay:
+    """A frame log replayed through :class:`~amigo_lab.protocol.fold.Fold`: the session's own account.
+
+    ``interactions``: the final record of each interaction, in order; ``unanswered``: user inputs that never got
+    one (still waiting at the end of the log, or dropped when the connection closed); ``events``: every fold
+    event, oldest first; ``skipped``: rows whose frame could not be rebuilt (counted, never fatal).
+    """
+
+    rows: list[dict[str, Any]]
+    interactions: list[FoldInteraction]
+    unanswered: list[PendingInput]
+    events: list[FoldEvent]
+    skipped: int
+
+
+def _rebuild(rec: dict[str, Any]) -> Frame | None:
+    """The frame of a log row: parsed from ``wire`` when present, else rebuilt from the columns."""
+    direction, kind = rec["direction"], rec["type"]
+    if kind == NewAudioMessage.TYPE:
+        return _CHUNK if carries_audio(rec) else _AUDIO_END  # audio itself is not needed, its duration is
+    wire = opt_str(rec.get(WIRE_COLUMN))
+    if wire is not None:
+        try:
+            return parse(wire)
+        except FrameError:
+            pass  # fall back to the columns, which the log wrote from the frame it had
+    if direction == SENT and kind == StartConversation.TYPE:
+        return _START
+    obj: dict[str, Any] = {"type": kind}
+    if direction == SENT:
+        if kind == ContinueConversation.TYPE:
+            obj["conversation_id"] = opt_str(rec.get("conversation_id")) or "unknown"
+        elif kind == NewTextMessage.TYPE:
+            obj.update(text=opt_str(rec["text"]) or "?", message_type=opt_str(rec["message_type"]) or MESSAGE_TYPE_USER)
+        elif kind == SwitchVadMode.TYPE:
+            obj["vad_mode_on"] = bool(opt_bool(rec["vad_mode_on"]))
+    elif kind == UserMessageAvailable.TYPE:
+        obj.update(message_id=opt_str(rec["message_id"]), user_message=opt_str(rec["text"]))
+    elif kind == CurrentAgentAction.TYPE:
+        obj["action"] = json_value(rec["action"]) or opt_str(rec["action_type"])
+    elif kind == NewMessage.TYPE:
+        obj.update(message="" if not missing(rec["audio_bytes"]) else opt_str(rec["text"]) or "",
+                   stop=opt_bool(rec["stop"]), message_id=opt_str(rec["message_id"]),
+                   sequence_number=None if missing(rec["sequence_number"]) else int(rec["sequence_number"]),
+                   transcript_alignment=json_value(rec["alignment"]))
+    elif kind == InteractionComplete.TYPE:
+        obj.update(message_id=opt_str(rec["message_id"]), interaction_id=opt_str(rec["interaction_id"]),
+                   full_message=opt_str(rec["text"]), conversation_completed=opt_bool(rec["conversation_completed"]))
+    elif kind in _VAD_KINDS:
+        obj["audio_ms"] = None if missing(rec["vad_ms"]) else float(rec["vad_ms"])
+    elif kind == ServerError.TYPE:
+        obj.update(http_error_code=None if missing(rec["http_error_code"]) else int(rec["http_error_code"]),
+                   error_description=opt_str(rec["error_description"]) or opt_str(rec["text"]))
+    elif kind == VadModeSwitched.TYPE:
+        obj["vad_mode_on"] = opt_bool(rec["vad_mode_on"])
+    elif kind == ConversationCreated.TYPE or kind == ConversationContinued.TYPE:
+        obj["conversation_id"] = opt_str(rec.get("conversation_id"))
+    return from_dict({k: v for k, v in obj.items() if v is not None})
+
+
+def replay(frames: pd.DataFrame) -> Replay:
+    """Feed a frame log, row by row in ``seq`` order, to the protocol's fold: the same account the session
+    keeps live. One pass, constant work per row. Next: :func:`~amigo_lab.analysis.turns`."""
+    rows = records(check_frames(frames))
+    fold = Fold()
+    events: list[FoldEvent] = []
+    skipped = 0
+    for rec in rows:
+        direction, kind, t = rec["direction"], rec["type"], float(rec["t"])
+        if direction == LOCAL:
+            if kind in _FOLDED_LOCAL:
+                fold.feed_local(kind, t, close_code=None if missing(rec["close_code"]) else int(rec["close_code"]),
+                                close_reason=opt_str(rec["close_reason"]) or "",
+                                message_id=opt_str(rec["message_id"]),
+                                played_ms=None if missing(rec["played_ms"]) else float(rec["played_ms"]))
+                events.extend(fold.events_received())
+            continue
+        if direction not in (SENT, RECEIVED):
+            continue
+        try:
+            frame = _rebuild(rec)
+        except (FrameError, TypeError, ValueError):
+            skipped += 1
+            continue
+        if frame is None:
+            continue
+        audio_ms = None
+        if kind in (NewAudioMessage.TYPE, NewMessage.TYPE) and not missing(rec["audio_bytes"]):
+            audio_ms = frame_audio_ms(rec)
+        fold.feed(direction, frame, t, audio_ms=audio_ms)
+        events.extend(fold.events_received())
+    dropped = [e.input for e in events if isinstance(e, InputDropped)]
+    unanswered = [i for i in (*dropped, *fold.pending_inputs()) if i.source != "event"]
+    return Replay(rows, fold.interactions(), unanswered, events, skipped)

@@ -305,9 +305,9 @@ class Conversation:
             self._violate(self._illegal(frame) + "; delivered, state unchanged", frame)
             next_state = self._state
         if isinstance(frame, NewMessage):
-            problem = self._piece_problem(frame)
-            if problem is not None:
-                self._violate(problem, frame)
+            piece_problem = self._piece_problem(frame)
+            if piece_problem is not None:
+                self._violate(piece_problem, frame)
         self._advance(frame, next_state)
 
     def _violate(self, description: str, frame: Frame) -> None:

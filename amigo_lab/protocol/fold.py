@@ -256,12 +256,24 @@ class ErrorReceived:
 
 
 @dataclass(frozen=True)
+class PendingInput:
+    """A user input that has no interaction (yet): waiting for one, or dropped. Times None when unknown."""
+
+    key: str
+    source: str
+    start_t: float | None
+    end_t: float | None
+    text: str | None
+
+
+@dataclass(frozen=True)
 class InputDropped:
     """A user input that never got an interaction: the connection closed, or VAD was switched, first."""
 
     key: str
     description: str
     t: float
+    input: PendingInput
 
 
 @dataclass(frozen=True)
@@ -288,6 +300,7 @@ class Interaction:
     kind: str
     keys: tuple[str, ...]
     status: str
+    started_t: float
     user_text: str | None
     sent_text: str | None
     event_texts: tuple[str, ...]
@@ -405,6 +418,10 @@ class _AudioClock:
         return min(self._times[i] + (audio_ms - self._starts[i]) / 1000.0, at_t)
 
 
+def _pending(item: _Input) -> PendingInput:
+    return PendingInput(str(item.key), item.source, item.start, item.user_end(), item.text)
+
+
 def _pcm_ms(b64: str) -> float:
     """Milliseconds of PCM16 16 kHz in a base64 string, from its length alone (no decoding)."""
     size = len(b64) * 3 // 4 - (2 if b64.endswith("==") else 1 if b64.endswith("=") else 0)
@@ -501,9 +518,9 @@ class Fold:
             records[self._open.index] = self._record(self._open)
         return [records[i] for i in sorted(records)]
 
-    def pending_inputs(self) -> list[tuple[str, str, float | None]]:
-        """``(key, source, user end)`` of the inputs waiting for an interaction, oldest first."""
-        return [(str(i.key), i.source, i.user_end()) for i in (*self._events, *self._queue)]
+    def pending_inputs(self) -> list[PendingInput]:
+        """The inputs waiting for an interaction (external events first), oldest first."""
+        return [_pending(i) for i in (*self._events, *self._queue)]
 
     # --- sent -------------------------------------------------------------------------------------------
 
@@ -531,7 +548,7 @@ class Fold:
         elif isinstance(frame, SwitchVadMode):
             if self._ptt is not None and self._ptt.key is not None:
                 self._emit(InputDropped(self._ptt.key, "VAD was switched while this audio was being sent; the "
-                                                       "server drops audio in progress", t))
+                                                       "server drops audio in progress", t, _pending(self._ptt)))
             self._vad_on = frame.vad_mode_on
             self._ptt = self._segment = None
             if frame.vad_mode_on:
@@ -735,10 +752,10 @@ class Fold:
             dropped.append(self._ptt)
         for item in dropped:
             self._emit(InputDropped(str(item.key), f"the connection closed before the server answered it ({said})",
-                                    t))
+                                    t, _pending(item)))
         for key in self._audio_keys:
             self._emit(InputDropped(key, f"the connection closed before the server's VAD ended this audio ({said})",
-                                    t))
+                                    t, PendingInput(key, "vad", None, None, None)))
         self._events, self._tail, self._ptt, self._segment = [], None, None, None
         self._queue.clear()
         self._audio_keys.clear()
@@ -883,7 +900,7 @@ class Fold:
         latencies = {name: _ms(stamps[origin], stamps[target]) for name, (origin, target, _) in LATENCIES.items()}
         filler_text = " / ".join(b.filler_texts) or " / ".join("".join(m.texts) for m in fillers if m.texts) or None
         return Interaction(
-            index=b.index, kind=b.kind, keys=b.keys, status=b.status,
+            index=b.index, kind=b.kind, keys=b.keys, status=b.status, started_t=b.started,
             user_text=b.uma_text if b.uma_text is not None else (user.text if user is not None else None),
             sent_text=user.text if user is not None else None,
             event_texts=tuple(e.text or "" for e in b.events),
@@ -923,6 +940,7 @@ class Fold:
 __all__ = [
     "KINDS", "LATENCIES", "STAMPS",
     "AgentPiece", "BargeIn", "ErrorReceived", "Fold", "FoldEvent", "InputDropped", "Interaction",
-    "InteractionCompleted", "InteractionStarted", "InteractionUpdated", "InteractionVoided", "SpeechDiscarded",
+    "InteractionCompleted", "InteractionStarted", "InteractionUpdated", "InteractionVoided", "PendingInput",
+    "SpeechDiscarded",
     "UserTurnEnded", "Violation", "latency_definition",
 ]

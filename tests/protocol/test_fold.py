@@ -210,6 +210,7 @@ def test_connection_closed_voids_the_interaction_in_flight_and_drops_waiting_inp
     [voided] = of(events, f.InteractionVoided)
     assert voided.keys == ("k1",) and voided.reason == "closed" and "connection lost" in voided.description
     assert [d.key for d in of(events, f.InputDropped)] == ["e1", "k2", "ptt"]
+    assert of(events, f.InputDropped)[1].input == f.PendingInput("k2", "text", 2.1, 2.1, "second")
     assert feed.fold.pending_inputs() == []
     # Nothing is left open: the next connection starts clean.
     assert [r.status for r in feed.fold.interactions()] == ["completed", "voided"]
@@ -407,7 +408,7 @@ def test_events_ride_with_the_next_interaction_or_start_one_alone():
     feed.greeting()
     [event_end] = feed.sent(1.5, p.NewTextMessage(text="order shipped", message_type="external-event"), key="e1")
     assert event_end == f.UserTurnEnded("e1", "event", 1.5, 1.5)
-    assert feed.fold.pending_inputs() == [("e1", "event", 1.5)]
+    assert feed.fold.pending_inputs() == [f.PendingInput("e1", "event", 1.5, 1.5, "order shipped")]
     [started] = of(feed.text(2.0, "where is it", "k"), f.InteractionStarted)
     assert started.keys == ("e1", "k")
     feed.complete(2.5, "m")
