@@ -7,6 +7,7 @@ Both sides use this module: the client to build a URL (:func:`build_url`) and it
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
@@ -115,9 +116,11 @@ def parse_path(path: str) -> str | None:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for a loopback ``host`` or ``host:port`` (``127.x``, ``localhost``, ``::1``, ``[::1]:8765``).
+    """True for a loopback ``host`` or ``host:port``: an address in 127.0.0.0/8 or ``::1``, or ``localhost``.
 
-    Loopback means the embedded emulator: plain ``ws://`` and no proxy are right there, and only there.
+    ``127.0.0.1``, ``localhost:8765``, ``[::1]:8765`` and ``::ffff:127.0.0.1`` are loopback; ``127.evil.com``
+    (a name that merely starts with digits) is not. Loopback means the embedded emulator: plain ``ws://`` and
+    no proxy are right there, and only there.
     """
     if host.startswith("["):
         name = host[1:].split("]", 1)[0]
@@ -125,7 +128,15 @@ def is_loopback_host(host: str) -> bool:
         name = host.split(":", 1)[0]
     else:
         name = host  # a bare name, an IPv4 address, or an IPv6 address without a port
-    return name in ("localhost", "::1") or name.startswith("127.")
+    name = name.rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone (``::1%lo``) is not part of it
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def auth_subprotocol(token: str) -> str:

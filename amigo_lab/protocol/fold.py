@@ -795,9 +795,7 @@ class Fold:
             self._queue.append(done)
 
     def _open_lazily(self, t: float) -> _Open:
-        if self._queue:
-            user = self._queue.popleft()
-            return self._begin(user, _KIND_OF_SOURCE[user.source], t)
+        # Called with nothing in flight, hence nothing queued (an ending input opens at once when idle).
         segment = self._segment
         if segment is not None:  # the server answers speech whose vad-speech-ended it never sent
             self._segment = None

@@ -243,3 +243,12 @@ def test_table_covers_every_state_and_only_known_events():
     assert set(p.TRANSITIONS) == set(p.State)
     for row in p.TRANSITIONS.values():
         assert set(row) <= known
+
+
+def test_deliberately_malformed_frames_are_sent_as_is_until_closed():
+    server = p.Conversation(p.Role.SERVER)
+    server.send(p.UnknownFrame(frame_type="server.bogus", payload={"x": 1}))
+    assert server.data_to_send() == ['{"type":"server.bogus","x":1}']
+    server.connection_closed(1000)
+    with pytest.raises(p.LocalProtocolError, match="closed"):
+        server.send(p.UnknownFrame(frame_type="server.bogus"))

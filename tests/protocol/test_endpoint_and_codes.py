@@ -14,6 +14,8 @@ def test_build_url_for_each_region_and_for_the_emulator():
     assert local.startswith("ws://127.0.0.1:8765/v1/demo-org/")
     with pytest.raises(ValueError, match="unknown region"):
         p.build_url(organization="acme", params=params, region="mars")
+    with pytest.raises(ValueError, match="organization must be a non-empty id"):
+        p.build_url(organization="a/b", params=params)
 
 
 @pytest.mark.parametrize("query, message", [
@@ -57,6 +59,7 @@ def test_redact_removes_every_shape_of_token():
     text = f"offer bearer.authorization.amigo.ai.{token}; header Bearer {token}; raw {token}; custom s3cret"
     out = p.redact(text, "s3cret")
     assert token not in out and "s3cret" not in out and out.count(p.REDACTED) == 4
+    assert p.redact(None) is None  # type: ignore[arg-type]  # non-text passes through untouched
 
 
 def test_close_codes_carry_meaning_and_hint():
@@ -65,11 +68,29 @@ def test_close_codes_carry_meaning_and_hint():
     assert not p.CloseCode.UNAUTHORIZED.reconnect
     assert "4404 not found: organization not found" in p.describe_close(4404, "organization not found")
     assert "not a code of the protocol" in p.describe_close(4999)
-    assert all(c.hint and c.meaning for c in p.CloseCode)
+    assert all(c.hint and c.meaning and c.typical_cause for c in p.CloseCode)
 
 
 def test_loopback_hosts_with_and_without_ports():
-    for host in ("127.0.0.1", "127.0.0.1:8765", "localhost:8765", "::1", "[::1]:8765", "127.5.5.5"):
+    for host in ("127.0.0.1", "127.0.0.1:8765", "localhost:8765", "LOCALHOST", "localhost.", "::1", "[::1]:8765",
+                 "127.5.5.5", "127.255.255.254:1", "::ffff:127.0.0.1", "[::ffff:127.0.0.2]:80", "[::1%lo]:8765"):
         assert p.is_loopback_host(host), host
-    for host in ("api.amigo.ai", "api.amigo.ai:443", "10.0.0.1:8765", "0.0.0.0", "[2001:db8::1]:443"):
+    for host in ("api.amigo.ai", "api.amigo.ai:443", "10.0.0.1:8765", "0.0.0.0", "[2001:db8::1]:443",
+                 "127.evil.com", "127.0.0.1.nip.io:8765", "127.example", "128.0.0.1", "::ffff:10.0.0.1",
+                 "localhost.example.com", ""):
         assert not p.is_loopback_host(host), host
+
+
+def test_transient_close_codes_reconnect_and_unknown_codes_are_described():
+    assert {int(c) for c in p.RECONNECT_CODES} == {1001, 1006, 1011, 1012, 1013, 4503}
+    assert all(p.should_reconnect(c) for c in (None, 1001, 1006, 1011, 1012, 1013, 4503))
+    assert not any(p.should_reconnect(c) for c in (1000, 4400, 4401, 4409, 4999))
+    assert p.CloseCode(4503).reconnect and "reconnect" in p.CloseCode(1012).hint
+    assert "HTTP 502 Bad Gateway" in p.describe_close(4502, "upstream")
+    assert "upstream" in p.describe_close(4502, "upstream")
+    assert "HTTP 499 in the 4000 + status scheme" in p.describe_close(4499)
+    assert "a WebSocket code the protocol does not list" in p.describe_close(1014)
+    assert "registered" in p.describe_close(3000)
+    assert "an application code" in p.describe_close(4001)
+    assert "outside the WebSocket close code ranges" in p.describe_close(99)
+    assert "connection lost" in p.describe_close(None) and "boom" in p.describe_close(None, "boom")

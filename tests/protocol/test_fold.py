@@ -489,3 +489,12 @@ def test_voice_pieces_without_audio_ms_take_their_duration_from_pcm_and_text_fro
     mp3.start()
     mp3.got(0.5, p.NewMessage(message="AAAA", sequence_number=0, message_id="g"))
     assert of(mp3.complete(0.6, "g", "Hi"), f.InteractionCompleted)[0].record.reply_audio_ms == 0.0
+
+
+def test_a_key_on_a_later_chunk_names_the_push_to_talk_input():
+    feed = Feed()
+    feed.start()
+    feed.greeting()
+    feed.stream(1.0, 40)
+    feed.sent(1.05, p.NewAudioMessage(audio=PCM_20MS), key="late-key")
+    assert of(feed.sent(1.1, p.NewAudioMessage(audio=None)), f.UserTurnEnded)[0].key == "late-key"

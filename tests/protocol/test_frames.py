@@ -194,3 +194,22 @@ def test_any_input_parses_or_raises_frame_error(text):
     except p.FrameError:
         return
     assert isinstance(frame, p.Frame)
+
+
+def test_construction_errors_name_the_field():
+    with pytest.raises(p.FrameError, match="text: must be a string"):
+        p.NewTextMessage(text=3)  # type: ignore[arg-type]
+    with pytest.raises(p.FrameError, match="audio: must be a base64 string or null"):
+        p.NewAudioMessage(audio=b"raw")  # type: ignore[arg-type]
+    with pytest.raises(p.FrameError, match="known type"):
+        p.UnknownFrame(frame_type="server.error")
+    with pytest.raises(p.FrameError, match="without 'type'"):
+        p.UnknownFrame(frame_type="server.x", payload={"type": "y"})
+    with pytest.raises(p.FrameError, match="JSON text"):
+        p.parse(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes a Frame"):
+        p.serialize({"type": "client.extend-timeout"})  # type: ignore[arg-type]
+
+
+def test_direction_of_a_frame():
+    assert p.ExtendTimeout().is_client and not p.VadSpeechEnded().is_client
