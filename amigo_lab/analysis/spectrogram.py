@@ -1,6 +1,6 @@
 """Mel spectrograms of the user and agent tracks, and an audio-derived cross-check of latency.
 
-:func:`spectrogram` computes one (librosa), :func:`spectrogram_figure` stacks the user and agent tracks of a
+:func:`spectrogram` computes one (plain numpy, no JIT compilation on first use), :func:`spectrogram_figure` stacks the user and agent tracks of a
 session on its time axis with VAD and turn events overlaid, and :func:`silence_gap_latency` measures, from
 the audio alone, the silence between the user's speech and the agent's.
 """
@@ -8,6 +8,7 @@ the audio alone, the silence between the user's speech and the agent's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,83 @@ from amigo_lab.analysis.turns import turns
 from amigo_lab.analysis.vad import vad_segments
 from amigo_lab.protocol import NewAudioMessage
 
-__all__ = ["silence_gap_latency", "spectrogram", "spectrogram_figure"]
+__all__ = ["mel_filters", "mel_frequencies", "pooled_spectrogram", "silence_gap_latency", "spectrogram",
+           "spectrogram_figure"]
 
 # Spectrogram values below this (dB re full scale) are floor; an all-silent track shows as this.
 _FLOOR_DB = -100.0
 _DISPLAY_RANGE_DB = 80.0
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    # The Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / _F_SP
+    above = hz >= _MIN_LOG_HZ
+    return np.where(above, _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-12) / _MIN_LOG_HZ) / _LOGSTEP, mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
+
+
+_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
+_MIN_LOG_MEL, _LOGSTEP = _MIN_LOG_HZ / _F_SP, math.log(6.4) / 27.0
+
+
+def mel_frequencies(n_mels: int, *, fmin: float = 0.0, fmax: float) -> np.ndarray:
+    """``n_mels`` frequencies (Hz) evenly spaced on the Slaney mel scale from ``fmin`` to ``fmax``."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels))
+
+
+def mel_filters(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters, area-normalised (Slaney), shape ``(n_mels, n_fft // 2 + 1)``.
+
+    The same weights as ``librosa.filters.mel`` with its defaults, in plain numpy (no JIT compilation on
+    first use). Next: ``filters @ power_spectrum``.
+    """
+    fmax = sr / 2.0 if fmax is None else fmax
+    edges = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)
+    bins = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - bins[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2: n_mels + 2] - edges[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+# Frames transformed at once: bounds the memory of a long track (about 8 MB per block at n_fft 512).
+_BLOCK_FRAMES = 4096
+
+
+def _mel_power(samples: np.ndarray, *, sr: int, n_fft: int, hop: int, filters: np.ndarray,
+               pool: int = 1) -> np.ndarray:
+    """Mel power of centred, Hann-windowed frames (zero padding at the ends), averaged over ``pool`` frames."""
+    padded = np.pad(samples.astype(np.float32, copy=False), n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    n = len(frames)
+    step = max(pool, _BLOCK_FRAMES // pool * pool)
+    out = []
+    for start in range(0, n, step):
+        block = frames[start: start + step] * window
+        power = np.abs(np.fft.rfft(block, axis=1)) ** 2
+        mel = (power.astype(np.float32) @ filters.T).T
+        if pool > 1:
+            whole = mel.shape[1] // pool * pool
+            pooled = mel[:, :whole].reshape(mel.shape[0], -1, pool).mean(axis=2)
+            if whole < mel.shape[1]:
+                pooled = np.concatenate([pooled, mel[:, whole:].mean(axis=1, keepdims=True)], axis=1)
+            mel = pooled
+        out.append(mel)
+    return np.concatenate(out, axis=1) if out else np.zeros((filters.shape[0], 0), dtype=np.float32)
+
+
+def _to_db(power: np.ndarray) -> np.ndarray:
+    return (10.0 * np.log10(np.maximum(power, 10 ** (_FLOOR_DB / 10)))).astype(np.float32)
 
 
 def spectrogram(audio: np.ndarray, *, sr: int, t0: float = 0.0, n_mels: int = 64, hop_ms: float = 10.0,
@@ -34,29 +107,50 @@ def spectrogram(audio: np.ndarray, *, sr: int, t0: float = 0.0, n_mels: int = 64
                 fmax: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mel power spectrogram of ``audio`` in dB: ``(S_db, times, mel_freqs)``.
 
-    ``S_db`` has shape ``(n_mels, n_frames)``: mel power in dB against a fixed reference of 1.0
-    (``librosa.power_to_db(S, ref=1.0)``, floored at -100 dB), so tracks and sessions compare. ``times``
-    (seconds) are frame centres shifted by ``t0``, the time of sample 0 (0 for ``session.audio_track(...)``,
-    which starts at the log's ``t = 0``). ``mel_freqs`` (Hz) are the centre
-    frequencies of the mel bands. ``hop_ms`` sets the frame step; ``n_fft`` defaults to the power of two at
-    or above 25 ms of samples. Next: :func:`spectrogram_figure`.
+    ``S_db`` has shape ``(n_mels, n_frames)``: mel power in dB against a fixed reference of 1.0 (floored at
+    -100 dB), so tracks and sessions compare; the values are those of ``librosa.feature.melspectrogram`` and
+    ``power_to_db(ref=1.0)``, computed in plain numpy. ``times`` (seconds) are frame centres shifted by ``t0``,
+    the time of sample 0 (0 for ``session.audio_track(...)``, which starts at the log's ``t = 0``).
+    ``mel_freqs`` (Hz) are the centre frequencies of the mel bands. ``hop_ms`` sets the frame step; ``n_fft``
+    defaults to the power of two at or above 25 ms of samples. Next: :func:`spectrogram_figure`.
     """
-    import librosa
-
     samples = float_audio(audio, sr=sr)
     if n_mels < 1 or hop_ms <= 0:
         raise AnalysisError(f"n_mels must be >= 1 and hop_ms > 0, got n_mels={n_mels}, hop_ms={hop_ms}")
     hop = max(1, int(round(sr * hop_ms / 1000.0)))
     n_fft = n_fft or int(2 ** math.ceil(math.log2(max(sr * 0.025, 2))))
     fmax = sr / 2.0 if fmax is None else fmax
-    mel_freqs = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
+    mel_freqs = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
     if len(samples) == 0:
         return np.zeros((n_mels, 0), dtype=np.float32), np.zeros(0), mel_freqs
-    power = librosa.feature.melspectrogram(y=samples, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
-                                           fmin=fmin, fmax=fmax, power=2.0)
-    s_db = librosa.power_to_db(power, ref=1.0, amin=10 ** (_FLOOR_DB / 10), top_db=None)
-    times = t0 + librosa.frames_to_time(np.arange(s_db.shape[1]), sr=sr, hop_length=hop)
-    return s_db.astype(np.float32), times, mel_freqs
+    filters = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    s_db = _to_db(_mel_power(samples, sr=sr, n_fft=n_fft, hop=hop, filters=filters))
+    times = t0 + np.arange(s_db.shape[1]) * hop / sr
+    return s_db, times, mel_freqs
+
+
+def pooled_spectrogram(audio: np.ndarray, *, sr: int, max_columns: int, n_mels: int = 64, hop_ms: float = 10.0,
+                       t0: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`spectrogram` with its power averaged over neighbouring frames to at most ``max_columns`` columns.
+
+    For long tracks: the full-resolution spectrogram is never held in memory, so an hour of audio costs
+    tens of MB, not GB. ``times`` are the centres of the pooled columns. Next: draw it, or
+    :func:`spectrogram_figure`.
+    """
+    samples = float_audio(audio, sr=sr)
+    if max_columns < 1:
+        raise AnalysisError(f"max_columns must be >= 1, got {max_columns}")
+    hop = max(1, int(round(sr * hop_ms / 1000.0)))
+    n_fft = int(2 ** math.ceil(math.log2(max(sr * 0.025, 2))))
+    mel_freqs = mel_frequencies(n_mels + 2, fmax=sr / 2.0)[1:-1]
+    n_frames = 1 + len(samples) // hop
+    pool = max(1, math.ceil(n_frames / max_columns))
+    if len(samples) == 0:
+        return np.zeros((n_mels, 0), dtype=np.float32), np.zeros(0), mel_freqs
+    filters = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    s_db = _to_db(_mel_power(samples, sr=sr, n_fft=n_fft, hop=hop, filters=filters, pool=pool))
+    times = t0 + (np.arange(s_db.shape[1]) * pool + (pool - 1) / 2.0) * hop / sr
+    return s_db, times, mel_freqs
 
 
 def _tracks(source: Any, agent_audio: np.ndarray | None, *, sr: int,
@@ -70,26 +164,18 @@ def _tracks(source: Any, agent_audio: np.ndarray | None, *, sr: int,
     return source, agent_audio, frames
 
 
-def _pool_columns(s_db: np.ndarray, times: np.ndarray, max_columns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Average neighbouring frames so a long session stays a light figure."""
-    factor = int(math.ceil(s_db.shape[1] / max_columns)) if max_columns else 1
-    if factor <= 1:
-        return s_db, times
-    n = s_db.shape[1] // factor * factor
-    pooled = s_db[:, :n].reshape(s_db.shape[0], -1, factor).mean(axis=2)
-    return pooled, times[:n].reshape(-1, factor).mean(axis=1)
-
-
 def spectrogram_figure(source: Any, agent_audio: np.ndarray | None = None, *, sr: int,
                        frames: pd.DataFrame | None = None, n_mels: int = 64, hop_ms: float = 10.0,
-                       max_columns: int = 3000, title: str = "Spectrograms") -> go.Figure:
+                       max_columns: int = 3000, title: str = "Spectrograms",
+                       turns_table: pd.DataFrame | None = None) -> go.Figure:
     """User (top) and agent (bottom) mel spectrograms on the session's time axis (s, log clock).
 
     ``source`` is a RecordedSession (its ``audio_track("sent"/"received", sr=sr)`` and frames are used), or
     the user's audio with ``agent_audio`` next to it, both starting at the log's ``t = 0``. With ``frames``
     (or a session) the server VAD's user speech is shaded on the user track, and each turn's end of user
     turn (blue), first agent audio (orange) and barge-in (red) are drawn as vertical lines. Long sessions
-    are averaged down to ``max_columns`` time columns. Returns the figure.
+    are averaged down to ``max_columns`` time columns. ``turns_table``: ``turns(frames)`` when you have it
+    already (it is computed otherwise). Returns the figure.
     """
     check_sr(sr)
     user, agent, frames = _tracks(source, agent_audio, sr=sr, frames=frames)
@@ -101,8 +187,8 @@ def spectrogram_figure(source: Any, agent_audio: np.ndarray | None = None, *, sr
             figure.add_annotation(text="no audio", showarrow=False, xref="x domain", yref="y domain",
                                   x=0.5, y=0.5, row=row, col=1)
             continue
-        s_db, times, mel_freqs = spectrogram(track, sr=sr, n_mels=n_mels, hop_ms=hop_ms)
-        s_db, times = _pool_columns(s_db, times, max_columns)
+        s_db, times, mel_freqs = pooled_spectrogram(track, sr=sr, max_columns=max_columns, n_mels=n_mels,
+                                                    hop_ms=hop_ms)
         peak = max(peak, float(s_db.max()))
         figure.add_trace(go.Heatmap(z=s_db, x=times, y=mel_freqs, coloraxis="coloraxis",
                                     hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z:.0f} dB<extra></extra>"),
@@ -114,19 +200,30 @@ def spectrogram_figure(source: Any, agent_audio: np.ndarray | None = None, *, sr
     figure.update_yaxes(title_text="Hz (mel)")
     figure.update_xaxes(title_text="time (s, log clock)", row=2, col=1)
     if frames is not None:
-        _overlay(figure, check_frames(frames))
+        checked = check_frames(frames)
+        _overlay(figure, checked, turns(checked) if turns_table is None else turns_table)
     return figure
 
 
-def _overlay(figure: go.Figure, frames: pd.DataFrame) -> None:
+#: Turn stamps drawn as vertical lines on the spectrograms: column -> colour.
+TURN_MARKS = {"user_end_t": "#1f77b4", "first_audio_t": "#ff7f0e", "barge_in_t": "#d62728"}
+
+
+def _overlay(figure: go.Figure, frames: pd.DataFrame, table: pd.DataFrame) -> None:
+    # One shapes list set once: adding shapes one by one makes plotly re-validate every earlier shape,
+    # which made a long session's figure cost quadratic time.
+    shapes: list[dict[str, Any]] = []
     segments = vad_segments(frames)
     for row in segments[segments["source"] == "server-vad"].itertuples(index=False):
-        figure.add_vrect(x0=row.start_t, x1=row.end_t, row=1, col=1, line_width=0, opacity=0.2,
-                         fillcolor="#1f77b4" if row.kind == "speech" else "#aec7e8")
-    table = turns(frames)
-    for column, colour in (("user_end_t", "#1f77b4"), ("first_audio_t", "#ff7f0e"), ("barge_in_t", "#d62728")):
+        shapes.append({"type": "rect", "xref": "x", "yref": "y domain", "x0": row.start_t, "x1": row.end_t,
+                       "y0": 0, "y1": 1, "line": {"width": 0}, "opacity": 0.2, "layer": "above",
+                       "fillcolor": "#1f77b4" if row.kind == "speech" else "#aec7e8"})
+    for column, colour in TURN_MARKS.items():
         for t in table[column].dropna().to_numpy(float):
-            figure.add_vline(x=t, row="all", col=1, line={"color": colour, "width": 1, "dash": "dash"})
+            for yref in ("y domain", "y2 domain"):
+                shapes.append({"type": "line", "xref": "x", "yref": yref, "x0": t, "x1": t, "y0": 0, "y1": 1,
+                               "line": {"color": colour, "width": 1, "dash": "dash"}})
+    figure.update_layout(shapes=shapes)
 
 
 def _active_frames(audio: np.ndarray, *, sr: int, frame_ms: float, threshold_db: float) -> tuple[np.ndarray, float]:
@@ -141,7 +238,8 @@ def _active_frames(audio: np.ndarray, *, sr: int, frame_ms: float, threshold_db:
 
 
 def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: int, frames: pd.DataFrame,
-                        threshold_db: float = -40.0, frame_ms: float = 10.0, t0: float = 0.0) -> pd.DataFrame:
+                        threshold_db: float = -40.0, frame_ms: float = 10.0, t0: float = 0.0,
+                        turns_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per spoken turn, the silence between the end of the user's speech and the start of the agent's.
 
     A cross-check of the frame log from the audio alone. Both tracks start at log time ``t0`` (0 for
@@ -157,6 +255,7 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
     ``difference_ms``. Times in s on the log clock, to ``frame_ms``. ``note`` says why a gap is missing:
     audio uploaded faster than real time has no real-time tracks to measure (``send_audio(realtime=False)``),
     or no user speech or agent onset was found. The agent is assumed silent while the user speaks.
+    ``turns_table``: ``turns(frames)`` when you have it already.
     """
     check_sr(sr)
     user = float_audio(user_audio, sr=sr)
@@ -165,8 +264,8 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
     agent_active, _ = _active_frames(agent, sr=sr, frame_ms=frame_ms, threshold_db=threshold_db)
     user_ends = t0 + (np.flatnonzero(user_active) + 1) * step
     onsets = t0 + np.flatnonzero(agent_active & ~np.concatenate([[False], agent_active[:-1]])) * step
-    table = turns(frames)
-    pace = _upload_pace(check_frames(frames))
+    table = turns(frames) if turns_table is None else turns_table
+    pace = upload_pace(check_frames(frames))
     starts = table["user_start_t"].to_numpy(float)
     out = []
     for i, row in enumerate(table.itertuples(index=False)):
@@ -201,7 +300,7 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
 _REAL_TIME_PACE = 0.8
 
 
-def _upload_pace(frames: pd.DataFrame):
+def upload_pace(frames: pd.DataFrame) -> Callable[[float, float], float]:
     """A function of a time span giving how fast the user's audio sent in it went out: 1.0 = real time."""
     sent = frames[(frames["direction"] == "sent") & (frames["type"] == NewAudioMessage.TYPE)
                   & (frames["audio_bytes"].fillna(0) > 0)]

@@ -108,3 +108,26 @@ def test_spectrogram_figure_stacks_tracks_with_events(tmp_path):
 def test_spectrogram_figure_of_a_text_session_says_no_audio():
     figure = spectrogram_figure(np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32), sr=SR)
     assert not figure.data and [a.text for a in figure.layout.annotations].count("no audio") == 2
+
+
+def test_a_pooled_spectrogram_averages_the_power_of_the_full_one():
+    from amigo_lab.analysis.spectrogram import pooled_spectrogram
+
+    audio = np.concatenate([tone(440.0, 1.0), np.zeros(SR, dtype=np.float32), tone(2000.0, 1.0)])
+    full, times, freqs = spectrogram(audio, sr=SR)
+    pooled, pooled_times, pooled_freqs = pooled_spectrogram(audio, sr=SR, max_columns=31)  # 301 frames, 10 a column
+    assert pooled.shape == (64, 31) and len(pooled_times) == 31
+    np.testing.assert_array_equal(freqs, pooled_freqs)
+    power = 10 ** (full[:, :300].astype(np.float64) / 10)
+    expected = 10 * np.log10(power.reshape(64, 30, 10).mean(axis=2))
+    np.testing.assert_allclose(pooled[:, :30], np.maximum(expected, -100.0), atol=1e-3)
+    assert pooled_times[0] == pytest.approx(times[:10].mean())
+
+
+def test_the_figure_draws_turn_marks_as_one_shapes_list():
+    log, user, agent = spoken_turn()
+    figure = spectrogram_figure(user, agent, sr=SR, frames=log.frames())
+    lines = [s for s in figure.layout.shapes if s.type == "line"]
+    assert {s.yref for s in lines} == {"y domain", "y2 domain"}  # across both tracks
+    assert len(lines) == 2 * 2  # end of user turn and first agent audio, on both rows
+    assert any(s.type == "rect" for s in figure.layout.shapes)  # the server VAD's speech, shaded
