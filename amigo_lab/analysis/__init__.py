@@ -10,6 +10,7 @@ A typical notebook::
     rec = amigo_lab.load_session("sessions/2025-…")
     table = aa.turns(rec.frames)                    # one row per interaction, latencies in ms
     aa.latency_summary(table)                       # p50 / p90 / mean / count
+    aa.latency_definition("latency_first_audio_ms") # what a latency column measures
     aa.vad_timeline(rec.frames)                     # who spoke when
     aa.spectrogram_figure(rec, sr=16000)            # user and agent tracks, events overlaid
     aa.language_figure(rec.frames)                  # language switches
@@ -24,7 +25,7 @@ from amigo_lab.analysis.languages import language_figure, languages, latency_by_
 from amigo_lab.analysis.report import write_report
 from amigo_lab.analysis.sessions import load_sessions, summary_many, turns_many
 from amigo_lab.analysis.spectrogram import silence_gap_latency, spectrogram, spectrogram_figure
-from amigo_lab.analysis.turns import LATENCY_METRICS, latency_summary, turns
+from amigo_lab.analysis.turns import LATENCY_METRICS, latency_definition, latency_summary, turns
 from amigo_lab.analysis.vad import reference_vad_segments, vad_segments, vad_timeline
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "language_figure",
     "languages",
     "latency_by_language",
+    "latency_definition",
     "latency_summary",
     "load_sessions",
     "reference_vad_segments",
