@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from amigo_lab.emulator.matching import best_match
-from amigo_lab.protocol.constants import LANGUAGES
+from amigo_lab.protocol.constants import DEFAULT_VERSION_SET, LANGUAGES
 
 if TYPE_CHECKING:
     from amigo_lab.emulator.services import Service
@@ -60,6 +60,8 @@ class AgentTurn:
     history: tuple[tuple[str, str], ...]
     conversation_id: str
     service: Service
+    #: The service version set the conversation was started with (its wording may differ, see services.py).
+    version_set: str = DEFAULT_VERSION_SET
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class ScriptedAgent:
                 parts.append(service.say(service.fallback, language))
             else:
                 intent = match.intent
-                parts.append(service.say(intent.reply, language))
+                parts.append(service.reply_text(intent, turn.version_set, language))
                 end = intent.farewell
                 if intent.tool is not None:
                     filler = intent.tool.filler.get(language) if intent.tool.filler else None

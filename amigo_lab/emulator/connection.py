@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
+    from amigo_lab.emulator.profiles import Network
     from amigo_lab.emulator.runtime import Runtime
     from amigo_lab.emulator.services import Service
 
@@ -130,17 +132,21 @@ class _Greeting:
 class _TextTurn:
     text: str
     events: tuple[tuple[float, str], ...]  # sent before or while the user wrote: context for this turn
+    at: float  # loop time the input was complete: the profile's response delay counts from here
 
 
 @dataclass(frozen=True)
 class _SpeechTurn:
     utterance: Utterance
     events: tuple[tuple[float, str], ...]  # sent before or while the user spoke
+    at: float
 
 
 @dataclass(frozen=True)
 class _EventTurn:
     """External events alone, with no user input pending."""
+
+    at: float
 
 
 _Turn = _Greeting | _TextTurn | _SpeechTurn | _EventTurn
@@ -148,6 +154,58 @@ _Turn = _Greeting | _TextTurn | _SpeechTurn | _EventTurn
 
 class _Closing(Exception):
     """The connection is closing: the current work stops quietly."""
+
+
+class _Link:
+    """The simulated network of a profile (profiles.Network) between the server and one client.
+
+    :meth:`put` gives each text a delivery time ``max(previous, now + delay)`` (order kept, a late frame
+    holds back the ones behind it) and a task writes it then; the sender never waits for the link.
+    """
+
+    def __init__(self, ws: ServerConnection, network: Network, rng: random.Random, runtime: Runtime) -> None:
+        self._ws = ws
+        self._network = network
+        self._rng = rng
+        self._runtime = runtime
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+        self._last_due = 0.0
+        self._task = asyncio.create_task(self._deliver())
+
+    def put(self, text: str) -> None:
+        """Send ``text`` over the link."""
+        due = max(self._last_due, self._loop.time() + self._network.draw_s(self._rng))
+        self._last_due = due
+        self._queue.put_nowait((due, text))
+
+    async def drain(self, *, timeout: float) -> None:
+        """Wait until every text put so far is written (or ``timeout`` s, or the socket closes)."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        """Stop delivering."""
+        self._task.cancel()
+
+    async def _deliver(self) -> None:
+        try:
+            while True:
+                due, text = await self._queue.get()
+                try:
+                    delay = due - self._loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await self._ws.send(text)
+                    self._runtime.counters.frames_out += 1
+                finally:
+                    self._queue.task_done()
+        except ConnectionClosed:
+            while not self._queue.empty():  # nothing more can be delivered; let drain() return
+                self._queue.get_nowait()
+                self._queue.task_done()
 
 
 class Connection:
@@ -183,6 +241,10 @@ class Connection:
         # Loop time at which the client will have played all agent audio sent so far.
         self._play_until = 0.0
         self._worker: asyncio.Task[None] | None = None
+        profile = runtime.profile
+        # One generator per connection: a profile's draws are reproducible for a given connection order.
+        self._rng = random.Random(f"{profile.seed}/{runtime.counters.connections_total}")
+        self._link = None if profile.network.perfect else _Link(ws, profile.network, self._rng, runtime)
 
     # --- the reader -------------------------------------------------------------------------------------------
 
@@ -213,6 +275,8 @@ class Connection:
             await asyncio.gather(*(t for t in (watchdog, self._worker) if t is not None), return_exceptions=True)
             if self._closer is not None:
                 await asyncio.gather(self._closer, return_exceptions=True)
+            if self._link is not None:
+                self._link.close()
             if self.voice is not None:
                 self.voice.close()
             self._release()
@@ -307,6 +371,7 @@ class Connection:
             phrases=service.english_phrases(),
             worker=self.runtime.recognition,
             max_utterance_s=self._limits.max_utterance_s,
+            end_silence_ms=self.runtime.profile.endpointing.end_silence_ms,
         )
         self._worker = asyncio.create_task(self._work())
 
@@ -325,7 +390,7 @@ class Connection:
             self._wake.set()
             return
         self._touch()
-        self._queue(_TextTurn(frame.text, self._take_events()))
+        self._queue(_TextTurn(frame.text, self._take_events(), self._loop.time()))
 
     def _prepare_recognition(self) -> None:
         """Speech is coming: make sure a recognition worker runs (they start lazily, see recognition.py)."""
@@ -372,13 +437,13 @@ class Connection:
             self._touch()
             await self._send(VadSpeechEnded(audio_ms=event.audio_ms))
             assert event.utterance is not None
-            self._queue(_SpeechTurn(event.utterance, self._take_events()))
+            self._queue(_SpeechTurn(event.utterance, self._take_events(), self._loop.time()))
         elif event.kind == SPEECH_RESET_ZERO:
             await self._send(VadSpeechResetZero(audio_ms=event.audio_ms))
             self._wake.set()  # events held back for this speech may go now
         elif event.kind == AUDIO_ENDED:
             assert event.utterance is not None
-            self._queue(_SpeechTurn(event.utterance, self._take_events()))
+            self._queue(_SpeechTurn(event.utterance, self._take_events(), self._loop.time()))
 
     async def _switch_vad(self, on: bool) -> None:
         voice = self.voice
@@ -429,7 +494,7 @@ class Connection:
             if self._turns:
                 return self._turns.popleft()
             if self._events and not self._user_input_pending():
-                return _EventTurn()
+                return _EventTurn(self._loop.time())
             self._wake.clear()
             await self._wake.wait()
 
@@ -440,7 +505,8 @@ class Connection:
         try:
             interaction_id = new_id()
             if isinstance(turn, _Greeting):
-                reply = AgentReply(text=service.say(service.greeting, record.language), language=record.language)
+                reply = AgentReply(text=service.greeting_text(record.version_set, record.language),
+                                   language=record.language)
                 agent_turn = None
             else:
                 if isinstance(turn, _EventTurn):
@@ -450,8 +516,11 @@ class Connection:
                 agent_turn = await self._agent_turn(turn, events, record, service)
                 reply = await self._ask_agent(agent_turn)
             interrupted = False
+            filler_said = False
             if reply.tool is not None and agent_turn is not None:
-                interrupted = await self._run_tool(reply, agent_turn)
+                interrupted, filler_said = await self._run_tool(reply, agent_turn)
+            if not interrupted and not isinstance(turn, _Greeting):
+                interrupted = await self._think(turn.at, reply, record, filler_said=filler_said)
             answer_id = new_id()
             sent, interrupted = ("", True) if interrupted else await self._speak(reply.text, reply.language, answer_id)
             record.history.append(("agent", sent))
@@ -484,7 +553,7 @@ class Connection:
         if not isinstance(turn, _EventTurn):
             await self._send(UserMessageAvailable(message_id=new_id(), user_message=text))
         agent_turn = AgentTurn(text=text, language=language, events=events, history=tuple(record.history),
-                               conversation_id=record.id, service=service)
+                               conversation_id=record.id, service=service, version_set=record.version_set)
         record.language = language
         record.history.extend(("event", event_text) for _, event_text in events)
         if text:
@@ -501,12 +570,37 @@ class Connection:
             self._close(CloseCode.INTERNAL_ERROR, "the agent failed")
             raise _Closing from exc
 
-    async def _run_tool(self, reply: AgentReply, turn: AgentTurn) -> bool:
-        """Run the reply's tool; say a filler under its own message id if it is slow. True if barged in."""
+    async def _think(self, input_at: float, reply: AgentReply, record: ConversationRecord, *,
+                     filler_said: bool) -> bool:
+        """Wait out the profile's response delay (plus the version set's), counted from ``input_at``; say a
+        filler meanwhile if the turn is slow. True if the user barged in on the filler."""
+        timing = self.runtime.profile.response
+        extra_s = self.service.version_set(record.version_set).delay_s if self.service is not None else 0.0
+        delay_s = (timing.draw(self._rng) if timing is not None else 0.0) + extra_s
+        if delay_s <= 0:
+            return False
+        answer_at = input_at + delay_s
+        if (timing is not None and timing.filler_over_s is not None and delay_s > timing.filler_over_s
+                and not filler_said):
+            await asyncio.sleep(max(0.0, input_at + timing.filler_after_s - self._loop.time()))
+            if self._loop.time() < answer_at:
+                filler = filler_text(AgentReply(text=reply.text, language=reply.language))
+                await self._action({"type": constants.ACTION_TOO_LONG, "filler": filler})
+                _, interrupted = await self._speak(filler, reply.language, new_id())
+                if interrupted:
+                    return True
+        await asyncio.sleep(max(0.0, answer_at - self._loop.time()))
+        return False
+
+    async def _run_tool(self, reply: AgentReply, turn: AgentTurn) -> tuple[bool, bool]:
+        """Run the reply's tool; say a filler under its own message id if it is slow.
+
+        Returns (barged in, a filler was said)."""
         tool = reply.tool
         assert tool is not None
         await self._action({"type": constants.ACTION_TOOL_CALL_STARTED, "tool_name": tool.name})
         started = self._loop.time()
+        said = False
         running = asyncio.create_task(asyncio.sleep(tool.seconds))
         try:
             if tool.seconds > self._limits.slow_tool_s:
@@ -516,14 +610,15 @@ class Connection:
                     await self._action({"type": constants.ACTION_TOO_LONG, "tool_name": tool.name,
                                         "filler": filler})
                     _, interrupted = await self._speak(filler, reply.language, new_id())
+                    said = True
                     if interrupted:
-                        return True
+                        return True, said
             await running
         finally:
             running.cancel()
         await self._action({"type": constants.ACTION_TOOL_CALL_ENDED, "tool_name": tool.name,
                             "duration_ms": round((self._loop.time() - started) * 1000)})
-        return False
+        return False, said
 
     async def _action(self, action: dict[str, object]) -> None:
         if self.params.admits_action(str(action["type"])):
@@ -579,8 +674,11 @@ class Connection:
         async with self._send_lock:
             self.conversation.send(frame)
             for text in self.conversation.data_to_send():
-                await self.ws.send(text)
-                self.runtime.counters.frames_out += 1
+                if self._link is not None:
+                    self._link.put(text)
+                else:
+                    await self.ws.send(text)
+                    self.runtime.counters.frames_out += 1
 
     async def _send_error(self, code: int, description: str) -> None:
         """Answer ``server.error``; long quoted values are cut so the frame stays small (inbound.py)."""
@@ -592,7 +690,13 @@ class Connection:
             return
         self._closing = True
         self._release()  # a client may reconnect as soon as it sees the close frame
-        self._closer = asyncio.create_task(self.ws.close(int(code), short_reason(reason)))
+        self._closer = asyncio.create_task(self._close_after_link(int(code), short_reason(reason)))
+
+    async def _close_after_link(self, code: int, reason: str) -> None:
+        """Close once the frames still on the simulated link are delivered (they were sent before)."""
+        if self._link is not None:
+            await self._link.drain(timeout=self._limits.close_timeout_s)
+        await self.ws.close(code, reason)
 
     def _release(self) -> None:
         """Give up this connection's hold on (user, service), once."""

@@ -90,7 +90,7 @@ class _Process:
         """False once the worker process has exited."""
         return not self.exited
 
-    def send(self, op: int, stream_id: int, payload: bytes, future: "Future[str] | None") -> None:
+    def send(self, op: int, stream_id: int, payload: bytes, future: Future[str] | None) -> None:
         """Queue a request; ``future`` (if any) gets its answer, or an error if the worker has exited."""
         if future is not None:
             with self.lock:
@@ -262,7 +262,7 @@ class RecognitionWorker:
         if process is not None:
             process.send(FEED, stream_id, bytes(pcm), None)
 
-    def finish(self, stream_id: int) -> "Future[str]":
+    def finish(self, stream_id: int) -> Future[str]:
         """End the stream; the future holds its lowercase transcript ("" when nothing was recognized)."""
         future: Future[str] = Future()
         with self._lock:

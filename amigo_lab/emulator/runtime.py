@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from amigo_lab.emulator.agent import Agent
+from amigo_lab.emulator.profiles import Profile, resolve_profile
 from amigo_lab.emulator.recognition import SHARED_RECOGNITION, RecognitionWorker
 from amigo_lab.emulator.rendering import SHARED_SPEECH_CACHE, SpeechCache
 from amigo_lab.emulator.services import Service
@@ -112,7 +113,8 @@ class Runtime:
     """The shared state of one emulator. Built by :class:`~amigo_lab.emulator.Emulator`; connections read it."""
 
     def __init__(self, *, org: str, users: Mapping[str, str], services: Mapping[str, Service], agent: Agent,
-                 limits: Limits, realtime: bool, speech_cache: SpeechCache = SHARED_SPEECH_CACHE,
+                 limits: Limits, realtime: bool, profile: Profile | None = None,
+                 speech_cache: SpeechCache = SHARED_SPEECH_CACHE,
                  recognition: RecognitionWorker = SHARED_RECOGNITION) -> None:
         self.org = org
         self.users = dict(users)
@@ -120,6 +122,7 @@ class Runtime:
         self.agent = agent
         self.limits = limits
         self.realtime = realtime
+        self.profile = profile if profile is not None else resolve_profile(None)
         self.store = ConversationStore(max_new_per_minute=limits.new_conversations_per_minute)
         self.speech_cache = speech_cache
         self.counters = Counters()

@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
 from amigo_lab.emulator.logs import WEBSOCKETS_LOGGER, RedactingFilter, install
+from amigo_lab.emulator.profiles import Profile, resolve_profile
 from amigo_lab.emulator.runtime import Limits, Runtime
 from amigo_lab.emulator.services import Service, load_services
 from amigo_lab.protocol import (
@@ -70,7 +71,12 @@ class Emulator:
     tokens
         ``{token: user_id}`` to serve several users; default ``{token: "demo-user"}``.
     limits
-        Override other limits of protocol.md §6 (:class:`~amigo_lab.emulator.runtime.Limits`).
+        Override other limits of protocol.md §6 and the emulator's own input bounds
+        (:class:`~amigo_lab.emulator.runtime.Limits`).
+    profile
+        How the agent and the link behave in time: ``"instant"`` (default: answers at once, perfect link),
+        ``"realistic"`` (answers after p50 1.2 s, fillers on slow turns, network jitter and loss), or a
+        :class:`~amigo_lab.emulator.profiles.Profile` of your own (see data/README.md, "Profiles").
 
     Use ``with Emulator() as emu:`` (background thread), ``async with Emulator() as emu:`` (the running
     loop) or :meth:`start`/:meth:`stop`; then connect a client to :meth:`url`.
@@ -80,7 +86,7 @@ class Emulator:
                  token: str = DEFAULT_TOKEN, services_dir: str | os.PathLike[str] | None = None,
                  agent: Agent | None = None, idle_timeout_s: float = constants.IDLE_TIMEOUT_S,
                  realtime: bool = True, tokens: Mapping[str, str] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, profile: str | Profile | None = None) -> None:
         if agent is not None and not callable(agent):
             raise TypeError(f"agent must be a callable taking an AgentTurn, got {type(agent).__name__}")
         if not idle_timeout_s > 0:
@@ -97,6 +103,7 @@ class Emulator:
             agent=agent if agent is not None else ScriptedAgent(),
             limits=limits,
             realtime=realtime,
+            profile=resolve_profile(profile),
         )
         self._server: Server | None = None
         self._port: int | None = None
@@ -125,6 +132,11 @@ class Emulator:
     def base_url(self) -> str:
         """``ws://HOST:PORT``."""
         return f"ws://{self._host}:{self.port}"
+
+    @property
+    def profile(self) -> Profile:
+        """The behaviour profile in use (see :mod:`amigo_lab.emulator.profiles`)."""
+        return self._runtime.profile
 
     @property
     def services(self) -> dict[str, Service]:

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +50,20 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class VersionSet:
+    """How one version set of a service differs from the service file's defaults.
+
+    ``delay_s`` is added to every reply's response time (a slower model or prompt); ``greeting`` and
+    ``replies`` (``{intent name: {language: text}}``) replace texts; anything not named stays as in the file.
+    """
+
+    name: str
+    delay_s: float = 0.0
+    greeting: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    replies: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class Service:
     """One scripted service, as loaded from its JSON file. Look texts up with :meth:`say`."""
 
@@ -62,6 +76,25 @@ class Service:
     event_ack: Mapping[str, str]
     intents: tuple[Intent, ...]
     path: Path | None = None
+    #: The settings of version sets that differ from the defaults (``version_set_settings`` in the file).
+    version_set_settings: Mapping[str, VersionSet] = field(default_factory=lambda: MappingProxyType({}))
+
+    def version_set(self, name: str) -> VersionSet:
+        """The settings of version set ``name`` (the defaults when the file gives none for it)."""
+        return self.version_set_settings.get(name) or VersionSet(name)
+
+    def greeting_text(self, version_set: str, language: str) -> str:
+        """The greeting of ``version_set`` in ``language``."""
+        override = self.version_set(version_set).greeting
+        return self.say(override, language) if override.get(language) or override.get(self.default_language) \
+            else self.say(self.greeting, language)
+
+    def reply_text(self, intent: Intent, version_set: str, language: str) -> str:
+        """The reply of ``intent`` as ``version_set`` words it, in ``language``."""
+        override = self.version_set(version_set).replies.get(intent.name)
+        if override and (override.get(language) or override.get(self.default_language)):
+            return self.say(override, language)
+        return self.say(intent.reply, language)
 
     def say(self, texts: Mapping[str, str], language: str) -> str:
         """The text for ``language`` from a per-language mapping, else the default language's."""
@@ -147,7 +180,9 @@ def parse_service(raw: Any, *, source: str = "service", path: Path | None = None
         check.fail("intents", f"intent names must be unique, got {names}")
     if not any(intent.phrases.get("eng") for intent in intents):
         check.fail("intents", "at least one intent needs English ('eng') phrases for speech recognition")
+    settings = check.version_set_settings(obj.get("version_set_settings"), version_sets, names, default_language)
     return Service(
+        version_set_settings=settings,
         id=service_id,
         name=check.string(obj, "name"),
         version_sets=version_sets,
@@ -224,6 +259,35 @@ class _Checker:
             farewell=farewell,
         )
 
+    def version_set_settings(self, raw: Any, version_sets: tuple[str, ...], intents: list[str],
+                             default_language: str) -> Mapping[str, VersionSet]:
+        if raw is None:
+            return MappingProxyType({})
+        obj = self.mapping(raw, "version_set_settings")
+        settings: dict[str, VersionSet] = {}
+        for name, item in obj.items():
+            where = f"version_set_settings.{name}"
+            if name not in version_sets:
+                self.fail(where, f"is not one of the service's version_sets {list(version_sets)}; add it there")
+            entry = self.mapping(item, where)
+            unknown = set(entry) - {"delay_s", "greeting", "replies"}
+            if unknown:
+                self.fail(where, f"unknown keys {sorted(unknown)}; use delay_s, greeting and replies")
+            delay = entry.get("delay_s", 0.0)
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 30:
+                self.fail(f"{where}.delay_s", f"must be a number of seconds from 0 to 30, got {delay!r}")
+            replies_raw = self.mapping(entry.get("replies", {}), f"{where}.replies")
+            replies = {}
+            for intent in replies_raw:
+                if intent not in intents:
+                    self.fail(f"{where}.replies.{intent}", f"names no intent of this service; have {intents}")
+                replies[intent] = self.texts(replies_raw, intent, default_language, f"{where}.replies")
+            settings[name] = VersionSet(
+                name=name, delay_s=float(delay),
+                greeting=self.texts(entry, "greeting", default_language, where, required=False),
+                replies=MappingProxyType(replies))
+        return MappingProxyType(settings)
+
     def tool(self, raw: Any, where: str, default_language: str) -> Tool | None:
         if raw is None:
             return None
@@ -242,5 +306,5 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-__all__ = ["SERVICES_ENV", "Intent", "Service", "Tool", "load_service", "load_services", "parse_service",
+__all__ = ["SERVICES_ENV", "Intent", "Service", "Tool", "VersionSet", "load_service", "load_services", "parse_service",
            "services_dir"]
