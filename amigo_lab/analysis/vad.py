@@ -29,6 +29,7 @@ from amigo_lab.analysis._frames import (
     is_frame,
     num,
     opt_str,
+    replay,
 )
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.turns import turns
@@ -76,7 +77,9 @@ def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = N
     Next: :func:`vad_timeline`.
     """
     extracted = extract(frames)
-    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted), *_events(extracted, frames)]
+    # Which message is a filler is the fold's call (the one account of the conversation), not the drawing's.
+    fillers = {m for record in replay(frames).interactions for m in record.filler_message_ids}
+    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers), *_events(extracted, frames)]
     if reference_vad is not None:
         rows += _reference(reference_vad)
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
@@ -129,11 +132,12 @@ def _client(ex: Extracted) -> list[dict[str, Any]]:
     return out
 
 
-def _agent(ex: Extracted) -> list[dict[str, Any]]:
+def _agent(ex: Extracted, fillers: set[str]) -> list[dict[str, Any]]:
     out = []
     for message in ex.messages():
-        kind = "filler" if message.is_filler else "answer"
-        text = (message.filler_text or message.text) if message.is_filler else message.text
+        is_filler = message.message_id in fillers
+        kind = "filler" if is_filler else "answer"
+        text = (message.filler_text or message.text) if is_filler else message.text
         detail = (f"agent {kind} {message.message_id}: {message.first_t:.3f}–{message.end_t:.3f} s, "
                   f"{len(message.pieces)} pieces, {message.audio_ms:.0f} ms audio<br>{escape(_short(text))}")
         out.append(_row(message.first_t, message.end_t, "agent", kind, message_id=message.message_id,
