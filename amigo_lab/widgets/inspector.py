@@ -39,7 +39,7 @@ log keeps everything."""
 FLUSH_EVERY_S = 0.1
 """How often new and changed rows go to the browser, in one message."""
 
-DETAIL_WINDOW = 4000
+DETAIL_WINDOW = 1000
 """Entries whose wire text the kernel keeps at hand for expanding a row; older ones are read from the log."""
 
 RUN_GAP_S = 1.0
@@ -246,8 +246,8 @@ class EventInspector(anywidget.AnyWidget):
                         row[7] = round(row[7] + float(audio_ms or 0.0), 3)
                     row[8] = t
                     row[9] = seq
-                    if piece:
-                        run.text += piece
+                    if piece and len(run.text) <= _SUMMARY_CHARS:
+                        run.text += piece       # enough for the summary; the log keeps the rest
                     row[5] = self._run_summary(kind, entry, row, run.text)
                     self._dirty[row[0]] = row
                 else:
@@ -260,10 +260,13 @@ class EventInspector(anywidget.AnyWidget):
                 if _value(entry, "stop") is True:
                     self._runs.pop(key, None)
                 return
-            if direction == "sent":
-                # Anything else the client sends (end of audio, text, VAD switch) ends its audio run.
+            if direction in ("sent", "received"):
+                # Anything else sent (end of audio, text, VAD switch) or heard from the server (VAD events, a
+                # transcript) ends the microphone's run, so each stretch between two events is its own row.
                 for key in [k for k in self._runs if k[0] == "sent"]:
                     del self._runs[key]
+            if kind == "server.interaction-complete":
+                self._runs.pop(("received", "server.new-message", _value(entry, "message_id") or ""), None)
             if kind.startswith("connection."):
                 self._runs.clear()
             self._add([seq, seq, t, direction, kind, summarize(entry), 1, None, t, seq, flags])

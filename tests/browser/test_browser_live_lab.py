@@ -1,0 +1,248 @@
+"""The live lab in a real JupyterLab in headless Chromium: a question typed as a user types it, the latency
+waterfall against ``analysis.turns``, the event inspector under an hour of microphone-rate traffic, and what
+the panel shows after re-running its cell and after a kernel restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+QUESTION_CELLS = [
+    "%load_ext amigo_lab",
+    "%amigo connect",
+    "%amigo say What are your opening hours?",
+    "%amigo say ¿Cuál es el horario?",
+]
+
+_CELL_OUTPUT = """
+(index) => {
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+  const cell = cells[index];
+  return cell && cell.model.executionCount !== null ? cell.node.querySelector('.jp-Cell-outputArea')?.innerText ?? ''
+                                                      : null;
+}
+"""
+
+
+def _output(notebook, index: int, *, timeout: float = 90) -> str:
+    return notebook.poll(lambda: notebook.page.evaluate(_CELL_OUTPUT, index) or None, timeout=timeout,
+                         what=f"the output of cell {index}")
+
+
+def _answer(notebook, index: int, what: str) -> str:
+    try:
+        return notebook.poll(lambda: "agent:" in (_output(notebook, index) or "") and _output(notebook, index),
+                             timeout=180, what=what)
+    except AssertionError:
+        outputs = [notebook.page.evaluate(_CELL_OUTPUT, i) for i in range(len(QUESTION_CELLS))]
+        raise AssertionError(f"{what}: no answer; cell outputs {outputs!r}; console {notebook.console[-10:]}")
+
+
+def test_a_question_typed_with_its_question_mark(open_notebook, artifacts_dir):
+    notebook = open_notebook("question.ipynb", QUESTION_CELLS)
+    notebook.run_all()
+    answer = _answer(notebook, 2, "the answer to the question")
+    assert "not found" not in answer
+    assert "We are open" in answer, answer
+    spanish = _answer(notebook, 3, "the answer to the Spanish question")
+    assert "not found" not in spanish
+    sent = notebook.json("[str(t) for t in amigo_session.frames.query(\"type == 'client.new-text-message'\")['text']]")
+    assert sent == ["What are your opening hours?", "¿Cuál es el horario?"]
+    notebook.page.screenshot(path=str(artifacts_dir / "browser-question-mark.png"))
+    notebook.run("get_ipython().run_line_magic('amigo', 'finish')")
+
+
+WATERFALL_CELLS = [
+    "import amigo_lab\n"
+    "from amigo_lab import analysis\n"
+    "from amigo_lab.widgets import LatencyWaterfall\n"
+    "session = amigo_lab.connect()\n"
+    "session.greeting.result()\n"
+    "for text in ['what are your opening hours', 'where are you located', 'can I book an appointment']:\n"
+    "    session.say(text).result()\n"
+    "waterfall = LatencyWaterfall(session)\n"
+    "waterfall",
+]
+
+_BARS = """
+() => [...document.querySelectorAll('.amigo-waterfall-turn')].map((row) => ({
+  index: Number(row.dataset.index),
+  bars: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-bar')].map((b) => [b.dataset.latency, Number(b.dataset.ms)])),
+  chips: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-value')].map((c) => [c.dataset.latency, c.textContent])),
+}))
+"""
+
+ANALYSIS = ("(lambda t: [{k: (None if v != v else float(v)) for k, v in row.items()} for row in "
+            "t[['latency_first_text_ms', 'latency_first_audio_ms', 'latency_first_answer_audio_ms']]"
+            ".to_dict('records')])(analysis.turns(session.frames))")
+
+
+def test_the_waterfall_shows_the_numbers_of_analysis_turns(open_notebook, artifacts_dir):
+    notebook = open_notebook("waterfall.ipynb", WATERFALL_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_function("() => document.querySelectorAll('.amigo-waterfall-turn').length >= 4", timeout=120_000)
+    shown = page.evaluate(_BARS)
+    expected = notebook.json(ANALYSIS)
+    assert len(shown) == len(expected) == 4
+    for row, want in zip(shown, expected):
+        for name, value in want.items():
+            assert row["bars"][name] == pytest.approx(value, abs=0.001), (row, want)
+            assert row["chips"][name].endswith(f"{round(value)} ms")
+    p50 = page.evaluate("() => document.querySelector(\"tr[data-latency='latency_first_audio_ms'] "
+                        ".amigo-waterfall-p50\").textContent")
+    want_p50 = notebook.json("waterfall.summary['latency_first_audio_ms']['p50']")
+    assert p50 == f"{round(want_p50)} ms"
+    page.screenshot(path=str(artifacts_dir / "browser-waterfall.png"))
+    notebook.run("session.finish()")
+
+
+# An hour of a VAD microphone session: 50 chunks a second up, the agent's pieces ~6 a second down, a turn every
+# ten seconds, fed into the inspector 60 times faster than real time from a kernel thread.
+HOUR_CELLS = [
+    "import threading, time\n"
+    "from amigo_lab.widgets import EventInspector\n"
+    "inspector = EventInspector()\n"
+    "inspector",
+    "SIM_S, SPEED = 3600, 60\n"
+    "state = {'fed': 0, 'done': False}\n"
+    "def traffic():\n"
+    "    seq, t = 0, 0.0\n"
+    "    def entry(direction, kind, **fields):\n"
+    "        nonlocal seq\n"
+    "        seq += 1\n"
+    "        return dict(seq=seq, t=t, direction=direction, type=kind, **fields)\n"
+    "    while t < SIM_S:\n"
+    "        for step in range(500):                     # ten simulated seconds, 20 ms per step\n"
+    "            t += 0.02\n"
+    "            yield entry('sent', 'client.new-audio-message', audio_bytes=640, audio_ms=20.0,\n"
+    "                        wire='{\"type\":\"client.new-audio-message\",\"audio\":\"' + 'A' * 852 + '\"}')\n"
+    "            turn = int(t // 10)\n"
+    "            if step == 100: yield entry('received', 'server.vad-speech-started')\n"
+    "            if step == 200: yield entry('received', 'server.vad-speech-ended', vad_ms=t * 1000)\n"
+    "            if step == 210: yield entry('received', 'server.user-message-available', text=f'question {turn}',\n"
+    "                                         message_id=f'u{turn}')\n"
+    "            if step % 8 == 0:\n"
+    "                yield entry('received', 'server.new-message', message_id=f'a{turn}', audio_bytes=5120,\n"
+    "                            audio_ms=160.0, sequence_number=step // 8, alignment='[[0.0,\"w\"],[80.0,\"o\"]]')\n"
+    "            if step == 499: yield entry('received', 'server.interaction-complete', message_id=f'a{turn}',\n"
+    "                                         text=f'answer {turn}')\n"
+    "def run():\n"
+    "    start = time.monotonic()\n"
+    "    for e in traffic():\n"
+    "        ahead = e['t'] / SPEED - (time.monotonic() - start)\n"
+    "        if ahead > 0.005: time.sleep(ahead)\n"
+    "        inspector.feed(e)\n"
+    "        state['fed'] += 1\n"
+    "    state['done'] = True\n"
+    "feeder = threading.Thread(target=run, daemon=True)",
+]
+
+_FPS = """
+() => {
+  window.__amigoFrames = [];
+  let last = performance.now();
+  const tick = (now) => { window.__amigoFrames.push(now - last); last = now; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+}
+"""
+_STATS = """
+() => {
+  const root = document.querySelector('.amigo-inspector');
+  const frames = window.__amigoFrames.splice(0);
+  const total = frames.reduce((a, b) => a + b, 0);
+  return { fps: total ? 1000 * frames.length / total : 0, worst_frame_ms: Math.max(0, ...frames),
+           entries: Number(root.dataset.entries), rows: Number(root.dataset.rows),
+           renders: Number(root.dataset.renders), dom_rows: Number(root.dataset.domRows),
+           dom_nodes: document.getElementsByTagName('*').length };
+}
+"""
+
+
+def _heap_mb(cdp) -> float:
+    cdp.send("HeapProfiler.collectGarbage")
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return metrics["JSHeapUsedSize"] / 1e6
+
+
+def test_the_inspector_through_an_hour_of_microphone_traffic(open_notebook, artifacts_dir):
+    notebook = open_notebook("inspector_hour.ipynb", HOUR_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-inspector", timeout=90_000)
+    notebook.wait_for("'feeder' in globals()", timeout=60, what="the traffic cell")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    page.evaluate(_FPS)
+    time.sleep(3)
+    idle = page.evaluate(_STATS)
+    idle["heap_mb"] = _heap_mb(cdp)
+    notebook.run("feeder.start()")
+    samples = []
+    started = time.monotonic()
+    while not notebook.json("state['done']"):
+        time.sleep(5)
+        sample = page.evaluate(_STATS)
+        sample["simulated_min"] = round(notebook.json("state['fed']") / 56.6 / 60, 1)
+        samples.append(sample)
+        assert time.monotonic() - started < 600, "an hour at 60x should take about a minute"
+    fed = notebook.json("state['fed']")
+    page.wait_for_function(f"() => Number(document.querySelector('.amigo-inspector').dataset.entries) === {fed}",
+                           timeout=30_000)
+    end = page.evaluate(_STATS)
+    end["heap_mb"] = _heap_mb(cdp)
+    window = notebook.json("inspector.window")
+    figures = {"simulated_s": 3600, "speed": 60, "entries": fed, "wall_s": round(time.monotonic() - started, 1),
+               "idle": idle, "end": end, "samples": samples,
+               "fps_during_min": min(s["fps"] for s in samples), "heap_growth_mb": end["heap_mb"] - idle["heap_mb"]}
+    (artifacts_dir / "inspector-hour.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps({k: v for k, v in figures.items() if k != "samples"}, indent=2))
+    page.screenshot(path=str(artifacts_dir / "browser-inspector-hour.png"))
+
+    assert end["entries"] == fed > 190_000
+    assert end["rows"] <= window * 1.1 + 50                 # the browser keeps a bounded window
+    assert end["dom_rows"] < 100                            # only the rows on screen are in the DOM
+    assert end["dom_nodes"] < idle["dom_nodes"] + 200
+    # The last minute shows the last turn: the newest rows are there, folded.
+    last = page.evaluate("() => [...document.querySelectorAll('.amigo-inspector-row[data-seq]')]"
+                         ".filter((r) => r.style.display !== 'none').map((r) => r.innerText)")
+    assert any("audio ×" in text for text in last)
+
+
+PANEL_CELLS = [
+    "%load_ext amigo_lab\n%amigo connect",
+    "%amigo mic --vad",
+]
+
+
+def test_rerunning_and_restarting_leave_no_stale_state(open_notebook, artifacts_dir):
+    notebook = open_notebook("rerun_states.ipynb", PANEL_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-panel[data-state='connected']", timeout=90_000)
+    page.click(".amigo-mic-start")
+    notebook.wait_for("amigo_session.vad_on", timeout=30, what="the VAD microphone to switch the server's VAD on")
+
+    # The cell, edited to push-to-talk and run again: the old panel's VAD must not stay on.
+    page.evaluate("""() => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      notebook.activeCellIndex = 1;
+      notebook.activeCell.model.sharedModel.setSource('%amigo mic');
+      return window.jupyterapp.commands.execute('notebook:run-cell');
+    }""")
+    notebook.wait_for("not amigo_session.vad_on", timeout=30, what="the server's VAD to go off")
+    page.wait_for_selector(".amigo-mic-mode", timeout=30_000)
+    assert page.eval_on_selector(".amigo-mic-mode", "s => s.value") == "push-to-talk"
+
+    # A kernel restart: the views stay on the page, and must say they are dead.
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.wait_for_selector(".amigo-panel[data-kernel='gone']", timeout=60_000)
+    page.wait_for_selector(".amigo-mic[data-kernel='gone']", timeout=10_000)
+    assert page.eval_on_selector(".amigo-mic-start", "b => b.disabled")
+    assert "kernel" in page.inner_text(".amigo-panel-state")
+    page.screenshot(path=str(artifacts_dir / "browser-kernel-restarted.png"))
