@@ -2,12 +2,16 @@
 
 With no organization and token (as arguments or in ``AMIGO_ORG`` / ``AMIGO_TOKEN``) it talks to an
 embedded emulator on loopback, started on first use and shared by the process, so a notebook runs offline.
-With them it talks to Amigo's real service over TLS (``wss://``, certificates verified).
+With them it talks to Amigo's real service over TLS (``wss://``, certificates verified). A staging host
+that is not loopback gets plain ``ws://`` only with ``secure=False``, and a self-signed certificate only with
+``ssl_context=`` (one that trusts its authority) or ``verify_tls=False``: both on purpose, both warned about.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import ssl
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
 #: Environment variables read when the matching argument is not given.
 ENV_ORG, ENV_TOKEN, ENV_REGION = "AMIGO_ORG", "AMIGO_TOKEN", "AMIGO_REGION"
 ENV_SERVICE_ID, ENV_VERSION_SET, ENV_HOST = "AMIGO_SERVICE_ID", "AMIGO_VERSION_SET", "AMIGO_HOST"
+
+logger = logging.getLogger("amigo_lab.session")
 
 _shared_lock = threading.Lock()
 _shared_emulator: "Emulator | None" = None
@@ -46,7 +52,9 @@ def connect(organization: str | None = None, token: str | None = None, *, region
             host: str | None = None, response_format: str = "voice", audio_format: str | None = "pcm",
             agent_actions: str | None = ".*", log_dir: str | os.PathLike[str] | None = None, start: bool = True,
             conversation_id: str | None = None, emulator: "Emulator | None" = None,
-            timeout: float = 30.0, **session_options: Any) -> Session:
+            timeout: float = 30.0, response_timeout: float | None = 30.0, agent_sample_rate: int = 16_000,
+            secure: bool | None = None, ssl_context: ssl.SSLContext | None = None, verify_tls: bool = True,
+            **session_options: Any) -> Session:
     """Open a session: to the embedded emulator by default, to Amigo's service given an org and a token.
 
     Parameters
@@ -73,6 +81,19 @@ def connect(organization: str | None = None, token: str | None = None, *, region
         An :class:`~amigo_lab.emulator.Emulator` to use instead of the shared embedded one.
     timeout
         Seconds to wait for the server at each step (connect, start, close).
+    response_timeout
+        Seconds a turn waits for the server to say anything before it fails with
+        :class:`~amigo_lab.session.ResponseTimeoutError` (saying what was missing) and the session resets the
+        connection and continues the conversation; a black-holed link ends here instead of waiting for
+        keep-alive. None: no deadline. Raise it for an agent whose tools run silently for longer.
+    agent_sample_rate
+        The rate of the agent's PCM audio in Hz (protocol.md says 16 000); a frame that announces a rate
+        (``sample_rate``) wins. Replies are resampled to 16 kHz either way.
+    secure, ssl_context, verify_tls
+        ``secure=False`` sends plain ``ws://`` to a host that is not loopback (the token then travels in
+        clear text: only for a staging host on a trusted network). ``ssl_context`` replaces the default
+        verifying TLS context (e.g. trusting a staging host's own authority); ``verify_tls=False`` accepts
+        any certificate. TLS verification stays on unless one of these says otherwise.
     session_options
         Passed on to :class:`~amigo_lab.session.Session`: ``transport_factory=`` (wrap the socket, e.g. to
         inject faults) and ``backoff=`` (a :class:`~amigo_lab.session.Backoff` for reconnecting).
@@ -115,10 +136,22 @@ def connect(organization: str | None = None, token: str | None = None, *, region
             raise SessionError("no service id: pass connect(service_id=...) or set AMIGO_SERVICE_ID "
                                "(24 hex characters, from the Amigo console)")
 
-    secure = not (host is not None and is_loopback_host(host))
+    loopback = host is not None and is_loopback_host(host)
+    if secure is None:
+        secure = not loopback
+    elif not secure and not loopback:
+        logger.warning("connect(secure=False): plain ws:// to %s; the token travels unencrypted", host)
+    if not verify_tls and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+        ssl_context.check_hostname = False
+        ssl_context.verify_mode = ssl.CERT_NONE
+        logger.warning("connect(verify_tls=False): the server's certificate is not checked")
+    if ssl_context is not None and not secure:
+        raise SessionError("ssl_context / verify_tls=False apply to wss:// only; drop secure=False to use TLS")
     session = Session(organization=organization, token=token, params=params, host=host, region=region_name,
                       secure=secure, service_id=service_id, version_set=version_set, log_dir=log_dir,
-                      timeout=timeout, **session_options)
+                      timeout=timeout, response_timeout=response_timeout, agent_sample_rate=agent_sample_rate,
+                      ssl_context=ssl_context, **session_options)
     if shared and service_id is not None:
         previous = _shared_sessions.get(service_id)
         if previous is not None and previous.state not in ("closed", "failed"):

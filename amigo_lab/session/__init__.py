@@ -42,12 +42,13 @@ Errors (all :class:`~amigo_lab.errors.AmigoError`)::
 """
 
 
-from amigo_lab.session.client import Session, SessionState
-from amigo_lab.session.errors import ConnectionClosedError, SessionError, TurnError
+from amigo_lab.session.client import Session
+from amigo_lab.session.errors import ConnectionClosedError, ResponseTimeoutError, SessionError, TurnError
+from amigo_lab.session.lifecycle import LIFECYCLE, Event, SessionState
 from amigo_lab.session.transport import Backoff, Transport, TransportFactory, WebSocketTransport, open_websocket
 from amigo_lab.session.turns import Reply, Turn
 
 __all__ = [
-    "Backoff", "ConnectionClosedError", "Reply", "Session", "SessionError", "SessionState", "Transport",
+    "LIFECYCLE", "Backoff", "ConnectionClosedError", "Event", "Reply", "ResponseTimeoutError", "Session", "SessionError", "SessionState", "Transport",
     "TransportFactory", "Turn", "TurnError", "WebSocketTransport", "open_websocket",
 ]

@@ -9,15 +9,17 @@ import asyncio
 import collections
 import concurrent.futures
 import html
+import json
 import logging
 import os
+import re
 import shutil
+import ssl as _ssl
 import threading
 import weakref
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
 import numpy as np
 
@@ -30,8 +32,6 @@ from amigo_lab.protocol import (
     ConnectParams,
     ContinueConversation,
     Conversation,
-    ConversationContinued,
-    ConversationCreated,
     ExtendTimeout,
     FinishConversation,
     Frame,
@@ -41,18 +41,27 @@ from amigo_lab.protocol import (
     NewAudioMessage,
     NewMessage,
     NewTextMessage,
-    RemoteProtocolError,
     Role,
     ServerError,
     StartConversation,
     SwitchVadMode,
-    VadModeSwitched,
     auth_subprotocol,
     build_url,
-    parse,
+    init_ack_id,
+    is_init_ack,
+    is_vad_ack,
+    redact,
+    should_reconnect,
 )
 from amigo_lab.protocol import constants as C
-from amigo_lab.session.errors import ConnectionClosedError, SessionError, TurnError, _ConnectFailed
+from amigo_lab.session.errors import (
+    ConnectionClosedError,
+    ResponseTimeoutError,
+    SessionError,
+    TurnError,
+    _ConnectFailed,
+)
+from amigo_lab.session.lifecycle import TERMINAL, Event, SessionState, next_state
 from amigo_lab.session.tracker import _Pending, _stamp, _TurnTracker
 from amigo_lab.session.transport import Backoff, Transport, TransportFactory, open_websocket
 from amigo_lab.session.turns import Turn
@@ -64,27 +73,35 @@ SAMPLE_RATE = _audio.SAMPLE_RATE
 MAX_SEND_RATE = C.MAX_FRAMES_PER_SECOND - 5
 #: Silence appended to audio sent with VAD on, so the server hears the speech end (500 ms) with margin.
 VAD_TRAILING_SILENCE_MS = C.VAD_END_SILENCE_MS + 300
+#: Default seconds a turn waits for the server to say anything before it fails and the session reconnects.
+RESPONSE_TIMEOUT_S = 30.0
+#: After finish or close-connection left, seconds of silence after which the client closes the socket itself.
+CLOSE_GRACE_S = 2.0
+#: Keys under which a frame may announce the sample rate of its PCM audio (kept in the frame's ``extra``).
+ANNOUNCED_RATE_KEYS = ("sample_rate", "sample_rate_hz", "sampleRate")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# --- the session -----------------------------------------------------------------------------------------
+def _scrub(value: Any) -> Any:
+    """Replace lone UTF-16 surrogates (in every string of a decoded JSON value) with U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
 
 
-class SessionState(str, Enum):
-    """Where a :class:`Session` is; ``session.state`` gives its value."""
-
-    IDLE = "idle"                    # no socket yet
-    CONNECTING = "connecting"
-    CONNECTED = "connected"          # socket open, no conversation on it yet
-    INITIALISING = "initialising"    # start or continue sent
-    ACTIVE = "active"                # turns may flow
-    RECONNECTING = "reconnecting"    # the socket dropped; continuing the conversation on a new one
-    COMPLETED = "completed"          # the agent ended the conversation; the server is closing
-    CLOSING = "closing"              # finish or close sent
-    CLOSED = "closed"                # closed normally; start(), resume() or reconnect() open a new socket
-    FAILED = "failed"                # closed for good (a 44xx code, or reconnecting gave up)
-
-
-_TERMINAL = (SessionState.CLOSED, SessionState.FAILED)
+def _check_text(text: Any, what: str) -> None:
+    if isinstance(text, str):
+        found = _SURROGATE.search(text)
+        if found is not None:
+            raise SessionError(
+                f"the {what} holds a lone UTF-16 surrogate {found.group()!r} at position {found.start()} (half of "
+                "an emoji?), which cannot travel as UTF-8; join the halves or remove it, e.g. "
+                "text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')")
 
 
 @dataclass(eq=False)
@@ -103,20 +120,34 @@ class Session:
 
     Build it with :func:`amigo_lab.connect`, which picks the URL, opens the socket and starts the
     conversation. Built directly, a session is idle: call :meth:`open`, then :meth:`start` or
-    :meth:`resume`. ``transport_factory`` replaces :func:`open_websocket` (tests wrap it to inject faults),
-    ``backoff`` sets how reconnecting waits, ``loop`` the :class:`~amigo_lab._loop.BackgroundLoop` to run on.
-    Thread-safe; see the module docstring for how it works.
+    :meth:`resume`. ``transport_factory`` replaces :func:`open_websocket` (the seam to adapt to a service
+    difference, or to inject faults), ``backoff`` sets how reconnecting waits, ``loop`` the
+    :class:`~amigo_lab._loop.BackgroundLoop` to run on. ``agent_sample_rate`` is the rate of the agent's PCM
+    (16 000 per protocol.md; a frame that announces another rate wins), ``response_timeout`` the seconds a
+    turn waits for the server to say anything before it fails and the session reconnects. ``ssl_context``
+    replaces the default (verifying) TLS context, e.g. for a staging host with its own certificate authority.
+
+    Thread-safe; works in ``with`` and ``async with`` (leaving finishes the conversation). Every call that
+    waits on the server blocks, and has an awaitable twin named with an ``a`` (:meth:`afinish`, ...).
     """
 
     def __init__(self, *, organization: str, token: str, params: ConnectParams, host: str | None = None,
                  region: str = C.DEFAULT_REGION, secure: bool = True, service_id: str | None = None,
                  version_set: str = C.DEFAULT_VERSION_SET, log_dir: str | os.PathLike[str] | None = None,
-                 timeout: float = 30.0, transport_factory: TransportFactory | None = None,
-                 backoff: Backoff = Backoff(), loop: _loop.BackgroundLoop | None = None) -> None:
+                 timeout: float = 30.0, response_timeout: float | None = RESPONSE_TIMEOUT_S,
+                 agent_sample_rate: int = SAMPLE_RATE, ssl_context: _ssl.SSLContext | None = None,
+                 transport_factory: TransportFactory | None = None, backoff: Backoff = Backoff(),
+                 loop: _loop.BackgroundLoop | None = None) -> None:
         try:
             self._subprotocol = auth_subprotocol(token)
         except ValueError as exc:
             raise SessionError(f"the token is not usable: {exc}") from None
+        if not isinstance(agent_sample_rate, int) or isinstance(agent_sample_rate, bool) or agent_sample_rate <= 0:
+            raise SessionError(f"agent_sample_rate must be a positive whole number of Hz (e.g. 16000 or 24000), "
+                               f"got {agent_sample_rate!r}")
+        if response_timeout is not None and not response_timeout > 0:
+            raise SessionError(f"response_timeout must be a positive number of seconds, or None to wait as long as "
+                               f"keep-alive keeps the socket open; got {response_timeout!r}")
         self._token = token
         self.organization = organization
         self.region = region
@@ -125,7 +156,10 @@ class Session:
         self.params = params
         self.url = build_url(organization=organization, params=params, host=host, region=region, secure=secure)
         self._secure = secure
+        self._ssl = ssl_context
         self._timeout = float(timeout)
+        self._response_timeout = None if response_timeout is None else float(response_timeout)
+        self.agent_sample_rate = agent_sample_rate
         self._factory: TransportFactory = transport_factory or open_websocket
         self._backoff = backoff
         self._bg = loop or _loop.get_loop()
@@ -133,7 +167,7 @@ class Session:
             "url": self.url, "organization": organization, "region": None if not secure and host else region,
             "host": host, "service_id": service_id, "version_set": version_set,
             "response_format": params.response_format, "audio_format": params.audio_format,
-            "agent_actions": params.current_agent_action_type,
+            "agent_actions": params.current_agent_action_type, "agent_sample_rate": agent_sample_rate,
         })
         self._audio_format = params.audio_format or "pcm"
         self._voice = params.response_format == "voice"
@@ -142,17 +176,22 @@ class Session:
         self._transport: Transport | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._conv = Conversation(Role.CLIENT)
         self._queue: collections.deque[_Outgoing] = collections.deque()
         self._queue_changed: asyncio.Event | None = None
         self._send_lock: asyncio.Lock | None = None
         self._sent_times: collections.deque[float] = collections.deque()
         self._init_waiter: asyncio.Future[Frame] | None = None
+        self._init_requested: str | None = None
         self._vad_waiters: list[tuple[bool, asyncio.Future[None]]] = []
-        self._tracker = _TurnTracker(self._new_turn)
-        self._user_closing: str | None = None
-        self._reconnecting = False
+        self._tracker = _TurnTracker(self._new_turn, audio_format=self._audio_format,
+                                     agent_rate=agent_sample_rate, voice=self._voice, on_note=self._note)
+        self._closing_why: str | None = None   # why the client is closing the socket itself (None: it is not)
         self._last_close: tuple[int, str] = (int(CloseCode.ABNORMAL), "")
+        self._last_activity = 0.0
+        self._send_started: float | None = None
+        self._warned: set[str] = set()
 
         # Shared state (read from any thread; written under the lock or on the loop).
         self._lock = threading.Lock()
@@ -173,7 +212,7 @@ class Session:
         return self._log
 
     @property
-    def frames(self) -> "Any":
+    def frames(self) -> Any:
         """Every frame so far, both directions, as a DataFrame (see :data:`amigo_lab.framelog.COLUMNS`)."""
         return self._log.to_dataframe()
 
@@ -203,6 +242,11 @@ class Session:
         """True when server-side VAD is (being) switched on for this session."""
         return self._vad_wanted
 
+    @property
+    def response_timeout(self) -> float | None:
+        """Seconds a turn waits for the server to say anything before it fails (None: no deadline)."""
+        return self._response_timeout
+
     def __repr__(self) -> str:
         return (f"<Session {self.state} conversation={self.conversation_id} url={self.url} "
                 f"turns={len(self._turns)} frames={len(self._log)} log={str(self._log.path)!r}>")
@@ -214,18 +258,31 @@ class Session:
                        for k, v in rows)
         return f"<table><caption>amigo_lab Session</caption>{body}</table>"
 
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._state not in TERMINAL:
+            self.finish()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._state not in TERMINAL:
+            await self.afinish()
+
     # --- public calls: connection and conversation ------------------------------------------------------
 
     def open(self) -> None:
         """Open the socket (no conversation yet). :func:`amigo_lab.connect` calls it; then :meth:`start`."""
         self._block(self._open_if_needed())
 
-    def start(self, service_id: str | None = None, version_set: str | None = None) -> Turn:
-        """Start a new conversation; returns once the server created it. Returns the greeting :class:`Turn`.
+    async def aopen(self) -> None:
+        """:meth:`open`, awaitable."""
+        await self._await(self._open_if_needed())
 
-        Opens a socket first if the last one was closed. Next: ``.result()`` or ``await`` the greeting, then
-        :meth:`say` or :meth:`send_audio`.
-        """
+    def _start_frame(self, service_id: str | None, version_set: str | None) -> tuple[StartConversation, _Pending]:
         if self._state is SessionState.ACTIVE:
             raise SessionError(f"conversation {self.conversation_id} is already active on this session; "
                                "finish() or close() it first, or use another session")
@@ -233,27 +290,53 @@ class Session:
         if not service_id:
             raise SessionError("no service id: pass start(service_id=...) or connect(service_id=...) "
                                "(or set AMIGO_SERVICE_ID)")
-        frame = StartConversation(service_id=service_id,
-                                  service_version_set_name=version_set or self.version_set)
-        greeting = self._new_turn("greeting", None)
-        self._block(self._start(frame, _Pending(greeting, "greeting")))
+        frame = StartConversation(service_id=service_id, service_version_set_name=version_set or self.version_set)
         self.service_id = service_id
-        self.greeting = greeting
-        return greeting
+        return frame, _Pending(self._new_turn("greeting", None), "greeting")
+
+    def start(self, service_id: str | None = None, version_set: str | None = None) -> Turn:
+        """Start a new conversation; returns once the server created it. Returns the greeting :class:`Turn`.
+
+        Opens a socket first if the last one was closed. Next: ``.result()`` or ``await`` the greeting, then
+        :meth:`say` or :meth:`send_audio`. A server that sends no greeting resolves it empty when the first
+        user interaction begins.
+        """
+        frame, greeting = self._start_frame(service_id, version_set)
+        self._block(self._start(frame, greeting))
+        self.greeting = greeting.turn
+        return greeting.turn
+
+    async def astart(self, service_id: str | None = None, version_set: str | None = None) -> Turn:
+        """:meth:`start`, awaitable: ``greeting = await session.astart()``."""
+        frame, greeting = self._start_frame(service_id, version_set)
+        await self._await(self._start(frame, greeting))
+        self.greeting = greeting.turn
+        return greeting.turn
 
     def resume(self, conversation_id: str) -> None:
         """Continue an unfinished conversation (Option B) on this session; returns once the server agreed.
 
-        A conversation already active here is closed first (left open on the server).
+        A conversation already active here is closed first (left open on the server). If the server refuses,
+        the error says what it answered and the session stays ``connected``: call :meth:`start` or resume again.
         """
-        frame = ContinueConversation(conversation_id=conversation_id)
-        self._block(self._resume(frame))
+        self._block(self._resume(ContinueConversation(conversation_id=conversation_id)))
+
+    async def aresume(self, conversation_id: str) -> None:
+        """:meth:`resume`, awaitable."""
+        await self._await(self._resume(ContinueConversation(conversation_id=conversation_id)))
 
     def reconnect(self) -> None:
         """Drop the socket (if any), open a new one and continue the same conversation."""
+        self._block(self._resume(self._continue_frame()))
+
+    async def areconnect(self) -> None:
+        """:meth:`reconnect`, awaitable."""
+        await self._await(self._resume(self._continue_frame()))
+
+    def _continue_frame(self) -> ContinueConversation:
         if self.conversation_id is None:
             raise SessionError("nothing to reconnect to: no conversation yet; call start() first")
-        self._block(self._resume(ContinueConversation(conversation_id=self.conversation_id)))
+        return ContinueConversation(conversation_id=self.conversation_id)
 
     def close(self) -> None:
         """Send ``close-connection`` and close the socket; the conversation stays open on the server.
@@ -261,10 +344,25 @@ class Session:
         Continue it later with :meth:`reconnect` (or ``connect(conversation_id=...)``).
         """
         self._block(self._end(CloseConnection(), "close"))
+        self._log.wait_closed(self._timeout)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaitable."""
+        await self._await(self._end(CloseConnection(), "close"))
+        await asyncio.to_thread(self._log.wait_closed, self._timeout)
 
     def finish(self) -> None:
-        """Finish the conversation for good (``finish-conversation``); the server then closes the socket."""
+        """Finish the conversation for good (``finish-conversation``); the server then closes the socket.
+
+        A server that keeps the socket open is closed by the client after a short silence (``CLOSE_GRACE_S``).
+        """
         self._block(self._end(FinishConversation(), "finish"))
+        self._log.wait_closed(self._timeout)  # frames.parquet is written off the loop
+
+    async def afinish(self) -> None:
+        """:meth:`finish`, awaitable."""
+        await self._await(self._end(FinishConversation(), "finish"))
+        await asyncio.to_thread(self._log.wait_closed, self._timeout)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Copy the recorded session (frames, audio, meta, parquet) to a new folder; returns its path.
@@ -282,6 +380,7 @@ class Session:
 
     def say(self, text: str) -> Turn:
         """Send a text turn; returns its :class:`Turn` at once (``.result()`` or ``await`` it for the Reply)."""
+        _check_text(text, "text")
         frame = NewTextMessage(text=text)
         self._check_usable()
         pending = _Pending(self._new_turn("text", text), "text", text=text)
@@ -294,6 +393,7 @@ class Session:
 
         The Turn resolves at the next ``interaction-complete`` of an interaction that begins after it left.
         """
+        _check_text(text, "event text")
         frame = NewTextMessage(text=text, message_type=C.MESSAGE_TYPE_EXTERNAL_EVENT)
         self._check_usable()
         pending = _Pending(self._new_turn("event", text), "event", text=text)
@@ -314,8 +414,8 @@ class Session:
         """
         if not 0 < chunk_ms <= C.MAX_CHUNK_MS:
             raise SessionError(f"chunk_ms must be more than 0 and at most {C.MAX_CHUNK_MS} (the protocol's "
-                               f"limit per frame), got {chunk_ms!r}; {C.RECOMMENDED_CHUNK_MS[0]} to {C.RECOMMENDED_CHUNK_MS[1]} ms "
-                               "is recommended")
+                               f"limit per frame), got {chunk_ms!r}; {C.RECOMMENDED_CHUNK_MS[0]} to "
+                               f"{C.RECOMMENDED_CHUNK_MS[1]} ms is recommended")
         vad = self._vad_wanted
         if vad and self._audio_format != "pcm":
             raise SessionError("VAD needs audio_format='pcm'; connect with audio_format='pcm' or call vad(False)")
@@ -362,20 +462,27 @@ class Session:
 
     def vad(self, on: bool) -> None:
         """Switch server-side voice activity detection on or off; returns once the server confirmed."""
+        self._block(self._switch_vad(self._vad_request(on)))
+
+    async def avad(self, on: bool) -> None:
+        """:meth:`vad`, awaitable."""
+        await self._await(self._switch_vad(self._vad_request(on)))
+
+    def _vad_request(self, on: bool) -> bool:
         on = bool(on)
         if on and self._audio_format != "pcm":
             raise SessionError("VAD needs audio_format='pcm' (the server closes with 4415 otherwise); "
                                "connect with audio_format='pcm'")
         self._check_usable()
         self._vad_wanted = on
-        self._block(self._switch_vad(on))
+        return on
 
     def extend_timeout(self) -> None:
         """Reset the server's idle timer (it closes with 4408 after 120 s without user activity)."""
         self._check_usable()
         self._submit(_Outgoing(ExtendTimeout()))
 
-    def on_frame(self, callback: Callable[[dict[str, Any], Frame | None], Any]) -> Callable[[], None]:
+    def on_frame(self, callback: Callable[[Mapping[str, Any], Frame | None], Any]) -> Callable[[], None]:
         """Call ``callback(entry, frame)`` for every logged entry (``frame`` None for local events).
 
         Runs on the session's loop thread: keep it short, never block there. Exceptions are logged and
@@ -394,16 +501,26 @@ class Session:
 
     # --- plumbing between threads -----------------------------------------------------------------------
 
-    def _block(self, coro: Any) -> Any:
+    def _block(self, coro: Coroutine[Any, Any, Any]) -> Any:
         if self._bg.in_loop_thread():
             coro.close()
             raise SessionError("this call blocks, and it was made on the session's own loop thread (inside an "
-                               "on_frame callback?); call it from another thread")
+                               "on_frame callback?); use its awaitable twin (e.g. await session.afinish()) there")
         future = self._bg.run(coro)
         try:
             return future.result(self._timeout + 5.0)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            raise SessionError(f"no answer within {self._timeout:.0f} s ({self.state}); "
+                               "check the connection, or pass a larger timeout to connect()") from None
+
+    async def _await(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self._bg.in_loop_thread():
+            return await coro
+        future = asyncio.wrap_future(self._bg.run(coro))
+        try:
+            return await asyncio.wait_for(future, self._timeout + 5.0)
+        except asyncio.TimeoutError:
             raise SessionError(f"no answer within {self._timeout:.0f} s ({self.state}); "
                                "check the connection, or pass a larger timeout to connect()") from None
 
@@ -429,10 +546,39 @@ class Session:
     def _submit(self, item: _Outgoing) -> None:
         self._bg.loop.call_soon_threadsafe(self._enqueue, item)
 
-    # --- on the loop: connection ------------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """Start a background task whose failure is never silent: it is logged and fails the waiting turns."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"amigo_lab-session-{what}")
 
-    def _set_state(self, state: SessionState) -> None:
-        self._state = state
+        def done(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or task.exception() is None:
+                return
+            exc = task.exception()
+            logger.error("the session's %s task failed: %r", what, exc, exc_info=exc)
+            error = SessionError(f"the session's {what} task failed ({type(exc).__name__}: {exc}); "
+                                 "the connection is being reset, send the turn again")
+            self._tracker.fail_all(error)
+            if self._transport is not None:
+                self._transport.abort()
+
+        task.add_done_callback(done)
+        return task
+
+    def _note(self, description: str, message_id: str | None = None, *, warn: str | None = None) -> None:
+        """Record a rule the server broke, or an oddity the session worked around (and warn once per kind)."""
+        self._log.record_local("client.protocol-violation", error_description=description, message_id=message_id)
+        if warn is not None and warn not in self._warned:
+            self._warned.add(warn)
+            logger.warning("%s", description)
+
+    # --- on the loop: lifecycle -------------------------------------------------------------------------
+
+    def _fire(self, event: Event) -> None:
+        new = next_state(self._state, event)
+        if new is None:
+            logger.debug("lifecycle: %s ignored while %s", event.value, self._state.value)
+            return
+        self._state = new
         self._wake_sender()
 
     def _ensure_loop_objects(self) -> None:
@@ -440,34 +586,38 @@ class Session:
             self._send_lock = asyncio.Lock()
             self._queue_changed = asyncio.Event()
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+            self._sender = self._spawn(self._send_loop(), "sender")
+        if self._response_timeout is not None and (self._watchdog is None or self._watchdog.done()):
+            self._watchdog = self._spawn(self._watch(), "response-deadline")
 
-    def _stop_sender(self) -> None:
-        # A closed session keeps no task alive (nor itself, through it); opening again starts a new one.
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        self._sender = None
+    def _stop_tasks(self) -> None:
+        # A closed session keeps no task alive (nor itself, through it); opening again starts new ones.
+        for task in (self._sender, self._watchdog):
+            if task is not None and not task.done():
+                task.cancel()
+        self._sender = self._watchdog = None
 
     async def _open(self) -> None:
         self._ensure_loop_objects()
-        if not self._reconnecting:
-            self._set_state(SessionState.CONNECTING)
+        self._fire(Event.OPEN)
         self._fatal = None
+        options: dict[str, Any] = {"subprotocol": self._subprotocol, "secure": self._secure,
+                                   "open_timeout": self._timeout}
+        if self._ssl is not None:
+            options["ssl"] = self._ssl
         try:
-            transport = await self._factory(self.url, subprotocol=self._subprotocol, secure=self._secure,
-                                            open_timeout=self._timeout)
+            transport = await self._factory(self.url, **options)
         except BaseException:
-            if not self._reconnecting:
-                self._set_state(SessionState.IDLE)
+            self._fire(Event.OPEN_FAILED)
             raise
         self._transport = transport
         self._conv = Conversation(Role.CLIENT)
         self._sent_times.clear()
-        self._user_closing = None
+        self._closing_why = None
+        self._last_activity = asyncio.get_running_loop().time()
         self._log.record_local("connection.opened", extra={"url": self.url})
-        if not self._reconnecting:
-            self._set_state(SessionState.CONNECTED)
-        self._reader = asyncio.get_running_loop().create_task(self._read(transport))
+        self._fire(Event.OPENED)
+        self._reader = self._spawn(self._read(transport), "reader")
 
     async def _open_if_needed(self) -> None:
         if self._transport is None:
@@ -478,6 +628,7 @@ class Session:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Frame] = loop.create_future()
         self._init_waiter = waiter
+        self._init_requested = frame.conversation_id if isinstance(frame, ContinueConversation) else None
         try:
             assert self._send_lock is not None
             async with self._send_lock:
@@ -487,12 +638,17 @@ class Session:
                     raise SessionError(f"cannot send {frame.type} now ({exc})") from None
             if on_sent is not None:
                 on_sent(entry)
-            if not self._reconnecting:
-                self._set_state(SessionState.INITIALISING)
+            self._fire(Event.INIT_SENT)
             try:
-                return await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
+                answer = await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
             except asyncio.TimeoutError:
-                raise SessionError(f"the server did not answer {frame.type} within {self._timeout:.0f} s") from None
+                self._fire(Event.INIT_FAILED)
+                raise SessionError(f"the server did not answer {frame.type} within {self._timeout:.0f} s "
+                                   "(no server.conversation-* frame arrived)") from None
+            except TurnError:
+                self._fire(Event.INIT_FAILED)
+                raise
+            return answer
         finally:
             if self._init_waiter is waiter:
                 self._init_waiter = None
@@ -516,6 +672,7 @@ class Session:
             await self._initialise(frame, sent)
         except BaseException as exc:
             greeting.turn._fail(exc if isinstance(exc, Exception) else SessionError("start was cancelled"))
+            self._tracker.forget(greeting)
             raise
 
     async def _resume(self, frame: ContinueConversation) -> None:
@@ -531,9 +688,9 @@ class Session:
         transport, reader = self._transport, self._reader
         if transport is None:
             return
-        self._user_closing = why
+        self._closing_why = why
         try:
-            await asyncio.wait_for(transport.close(1000, why), self._timeout)
+            await asyncio.wait_for(transport.close(1000, why), min(self._timeout, CLOSE_GRACE_S))
         except (asyncio.TimeoutError, ConnectionClosedError, OSError):
             transport.abort()
         if reader is not None:
@@ -543,20 +700,21 @@ class Session:
         """Send finish or close-connection after everything queued, then wait for the server to close."""
         if self._state is SessionState.RECONNECTING:
             self._stop_reconnecting()
-        if self._transport is None or self._state in _TERMINAL:
+        if self._transport is None or self._state in TERMINAL:
             if why != "reconnect":
                 self._finish_log()
             return
         if self._state is not SessionState.ACTIVE:
             await self._drop_socket(why)
-            self._finish_log()
+            if why != "reconnect":
+                self._finish_log()
             return
         loop = asyncio.get_running_loop()
         sent: asyncio.Future[None] = loop.create_future()
-        self._user_closing = why
+        self._closing_why = why
 
         def on_sent(entry: Mapping[str, Any]) -> None:
-            self._set_state(SessionState.CLOSING)
+            self._fire(Event.CLOSE_SENT)
             if not sent.done():
                 sent.set_result(None)
 
@@ -565,21 +723,29 @@ class Session:
         if reader is not None:
             # Sending fails if the socket dropped meanwhile; the reader then ends on its own.
             await asyncio.wait({sent, reader}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
-            await asyncio.wait({reader}, timeout=self._timeout)
+            # The server closes once it is done; frames still arriving (the tail of a reply) keep the wait
+            # going, a silent server that keeps the socket open does not.
+            deadline = loop.time() + self._timeout
+            while not reader.done() and loop.time() < deadline:
+                await asyncio.wait({reader}, timeout=CLOSE_GRACE_S / 4)
+                if loop.time() - self._last_activity > CLOSE_GRACE_S:
+                    break
         if reader is None or not reader.done():
             await self._drop_socket(why)
+        if not sent.done():
+            sent.cancel()
         if why != "reconnect":
             self._finish_log()
 
     def _stop_reconnecting(self) -> None:
         """The user closed while the session was reconnecting: stop trying, leave the conversation open."""
         code, reason = self._last_close
-        self._reconnecting = False
         self._closed_error = ConnectionClosedError(
             code, reason, "Reconnecting was stopped by close() or finish(); continue with session.reconnect().")
         self._fail_queue(self._closed_error)
-        self._stop_sender()
-        self._set_state(SessionState.CLOSED)
+        self._tracker.fail_all(self._closed_error)
+        self._stop_tasks()
+        self._fire(Event.CLOSED)
 
     def _finish_log(self) -> None:
         self._log.close()
@@ -609,7 +775,7 @@ class Session:
         self._last_close = (code, reason)
         self._conv.connection_closed(code, reason)
         self._log.record_local("connection.closed", close_code=code, close_reason=reason, text=reason or None)
-        why, self._user_closing = self._user_closing, None
+        why, self._closing_why = self._closing_why, None
         error = ConnectionClosedError(code, reason)
         if self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_exception(error)
@@ -617,20 +783,18 @@ class Session:
             if not waiter.done():
                 waiter.set_exception(error)
         self._vad_waiters.clear()
-        if self._reconnecting:
+        if self._state is SessionState.RECONNECTING:
             return  # the reconnect loop sees the failure through its init waiter
         completed = self._state is SessionState.COMPLETED
-        try:
-            reconnect = CloseCode(code).reconnect
-        except ValueError:
-            reconnect = False
-        if why is None and reconnect and self.conversation_id is not None and not completed:
+        if why is None and should_reconnect(code) and self.conversation_id is not None and not completed \
+                and self._state is SessionState.ACTIVE:
+            resent = self._tracker.resendable()
             self._tracker.fail_all(ConnectionClosedError(
                 code, reason, f"The session is reconnecting to conversation {self.conversation_id}; "
-                              "send this turn again."))
-            self._reconnecting = True
-            self._set_state(SessionState.RECONNECTING)
-            asyncio.get_running_loop().create_task(self._auto_reconnect(code, reason))
+                              "send this turn again."), keep=resent)
+            self._requeue(resent)
+            self._fire(Event.LOST)
+            self._spawn(self._auto_reconnect(code, reason), "reconnect")
             return
         if why is not None or code == CloseCode.NORMAL or completed:
             hint = {
@@ -645,137 +809,207 @@ class Session:
             if why is None:
                 self._finish_log()  # the server ended it; close() and finish() close the log themselves
             if why != "reconnect":
-                self._stop_sender()
-            self._set_state(SessionState.CLOSED)
+                self._stop_tasks()
+            self._fire(Event.CLOSED)
             return
         self._fail(error)
+
+    def _requeue(self, pendings: list[_Pending]) -> None:
+        """Put the frames of turns the server never answered back at the head of the queue, in order."""
+        items = [item for pending in pendings for item in pending.sent_items]
+        for pending in pendings:
+            pending.reset_for_resend()
+            self._log.record_local("client.turn-resent", text=(
+                f"{pending.turn.kind} turn sent again after the reconnect ({len(pending.sent_items)} frames): "
+                "the server had not answered it when the socket dropped"))
+            pending.sent_items = []
+        self._queue.extendleft(reversed(items))
 
     def _fail(self, error: ConnectionClosedError) -> None:
         self._fatal = error
         self._tracker.fail_all(error)
         self._fail_queue(error)
         self._finish_log()
-        self._stop_sender()
-        self._set_state(SessionState.FAILED)
+        self._stop_tasks()
+        self._fire(Event.FATAL)
 
     async def _auto_reconnect(self, code: int, reason: str) -> None:
         attempt = 0
-        try:
-            while attempt < self._backoff.attempts:
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                self._log.record_local("connection.reconnecting", close_code=code, close_reason=reason,
-                                       extra={"attempt": attempt, "delay_s": round(delay, 3)})
-                await asyncio.sleep(delay)
+        while attempt < self._backoff.attempts:
+            delay = self._backoff.delay(attempt)
+            attempt += 1
+            self._log.record_local("connection.reconnecting", close_code=code, close_reason=reason,
+                                   extra={"attempt": attempt, "delay_s": round(delay, 3)})
+            await asyncio.sleep(delay)
+            if self._state is not SessionState.RECONNECTING:
+                return  # the user closed or resumed meanwhile
+            try:
+                await self._open()
                 if self._state is not SessionState.RECONNECTING:
-                    return  # the user closed or resumed meanwhile
-                try:
-                    await self._open()
-                    if self._state is not SessionState.RECONNECTING:
-                        await self._drop_socket("close")
-                        return
-                    await self._initialise(ContinueConversation(conversation_id=self.conversation_id or ""))
+                    await self._drop_socket("close")
                     return
-                except ConnectionClosedError as exc:
-                    code, reason = exc.code, exc.reason
-                    try:
-                        # 4429 too: the server may not have noticed yet that the old socket is gone.
-                        retry = CloseCode(code).reconnect or code == CloseCode.RATE_LIMITED
-                    except ValueError:
-                        retry = False
-                    if not retry:
-                        self._reconnecting = False
-                        self._fail(exc)
-                        return
-                except _ConnectFailed as exc:
-                    code, reason = int(CloseCode.ABNORMAL), str(exc)
-                except SessionError as exc:  # server.error or no answer to continue-conversation
-                    self._reconnecting = False
-                    if self._transport is not None:
-                        self._transport.abort()
-                        self._transport = None
-                    self._fail(ConnectionClosedError(code, reason, f"Continuing the conversation failed: {exc}"))
+                await self._initialise(ContinueConversation(conversation_id=self.conversation_id or ""))
+                self._log.record_local("connection.resumed", conversation_id=self.conversation_id)
+                return
+            except ConnectionClosedError as exc:
+                code, reason = exc.code, exc.reason
+                # 4429 too: the server may not have noticed yet that the old socket is gone.
+                if not (should_reconnect(code) or code == CloseCode.RATE_LIMITED):
+                    self._fail(exc)
                     return
-            self._reconnecting = False
-            self._fail(ConnectionClosedError(code, reason, f"Gave up reconnecting after {attempt} attempts; "
-                                                           "call session.reconnect() to try again."))
-        finally:
-            self._reconnecting = False
+            except _ConnectFailed as exc:
+                code, reason = int(CloseCode.ABNORMAL), str(exc)
+            except SessionError as exc:  # server.error, another conversation, or no answer to continue
+                if self._transport is not None:
+                    self._transport.abort()
+                    self._transport = None
+                self._fail(ConnectionClosedError(
+                    code, reason, f"Continuing conversation {self.conversation_id} failed: {exc}. "
+                                  "Start a new conversation with session.start(), or try session.reconnect()."))
+                return
+        self._fail(ConnectionClosedError(code, reason, f"Gave up reconnecting after {attempt} attempts; "
+                                                       "call session.reconnect() to try again."))
 
     async def _at_exit(self) -> None:
         transport = self._transport
         if transport is not None:
-            self._user_closing = "exit"
+            self._closing_why = "exit"
             try:
                 await asyncio.wait_for(transport.close(1000, "client exiting"), 1.0)
             except (asyncio.TimeoutError, ConnectionClosedError, OSError):
                 transport.abort()
-        self._log.close()
+        self._log.close(wait=True)  # the process is ending: write frames.parquet now, not in the background
+
+    async def _watch(self) -> None:
+        """The response deadline: a turn the server says nothing about for ``response_timeout`` fails, and
+        the socket is reset (a black-holed link looks exactly like this until keep-alive notices)."""
+        assert self._response_timeout is not None
+        loop = asyncio.get_running_loop()
+        limit = self._response_timeout
+        while True:
+            await asyncio.sleep(min(limit / 4, 0.5))
+            started = self._send_started
+            if started is not None and loop.time() - started > limit and self._transport is not None:
+                # A send stuck that long: the link is gone. The frame goes again on the next socket.
+                self._log.record_local("client.turn-failed", error_description=(
+                    f"a send waited {limit:g} s (response_timeout) for the link; the connection is reset"))
+                self._transport.abort()
+                continue
+            if self._state is not SessionState.ACTIVE or self._tracker.idle or self._transport is None:
+                continue
+            if self._queue or loop.time() - self._last_activity < limit:
+                continue
+            missing = self._tracker.describe_missing()
+            error = ResponseTimeoutError(
+                f"no answer from the server for {limit:g} s (response_timeout): {missing}; the session resets "
+                "the connection and continues the conversation. Send the turn again, or pass a larger "
+                "connect(response_timeout=...) for a slow agent")
+            self._tracker.fail_all(error)
+            self._log.record_local("client.turn-failed", error_description=str(error))
+            self._last_activity = loop.time()
+            self._transport.abort()
 
     # --- on the loop: receiving -------------------------------------------------------------------------
 
     def _on_data(self, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            self._log.record_local("client.invalid-frame", error_description="a binary message; the protocol "
-                                   "sends JSON in text messages", extra={"bytes": len(data)})
+        self._last_activity = asyncio.get_running_loop().time()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self._on_binary(bytes(data))
             return
-        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        text = data
+        scrubbed = False
+        if "\\ud" in text or "\\uD" in text:
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                decoded = None
+            if decoded is not None:
+                clean = _scrub(decoded)
+                if clean != decoded:
+                    text, scrubbed = json.dumps(clean, ensure_ascii=False), True
         try:
-            frame = parse(data)
+            self._conv.receive(text)
         except FrameError as exc:
-            self._log.record_local("client.invalid-frame", error_description=str(exc), extra={"raw": data[:2000]})
+            self._log.record("received", None, raw=data, error_description=str(exc))
             return
-        audio = samples = None
+        frames = self._conv.events_received()
+        violations = self._conv.violations_received()
+        for frame in frames:
+            self._on_frame(frame, data)
+        if scrubbed:
+            self._note("the frame holds lone UTF-16 surrogates (half an emoji?); they read as U+FFFD")
+        for violation in violations:
+            self._note(violation.description, getattr(violation.frame, "message_id", None) or None)
+
+    def _on_frame(self, frame: Frame, raw: str) -> None:
+        audio: bytes | None = None
+        rate: int | None = None
         if isinstance(frame, NewMessage) and self._voice:
             try:
                 audio = frame.audio_bytes()
-                samples = _audio.decode_wire_audio(audio, self._audio_format) if audio else np.zeros(0, np.float32)
-            except (FrameError, _audio.AudioError) as exc:
-                self._log.record("received", frame, raw_size=size)
-                self._log.record_local("client.protocol-violation", error_description=str(exc),
-                                       message_id=frame.message_id)
+            except FrameError as exc:
+                self._log.record("received", frame, raw=raw)
+                self._note(f"a voice piece whose message is not base64 audio ({exc}); the piece is kept in the log",
+                           frame.message_id or None)
                 return
-        try:
-            self._conv.receive_frame(frame)
-            self._conv.events_received()
-        except RemoteProtocolError as exc:
-            self._log.record("received", frame, raw_size=size, audio_bytes=audio, audio_format=self._audio_format,
-                             audio_ms=None if samples is None else samples.size * 1000.0 / SAMPLE_RATE)
-            self._log.record_local("client.protocol-violation", error_description=str(exc))
-            return
-        entry = self._log.record("received", frame, raw_size=size, audio_bytes=audio,
+            announced = next((frame.extra[k] for k in ANNOUNCED_RATE_KEYS if k in frame.extra), None)
+            if isinstance(announced, (int, float)) and not isinstance(announced, bool) and announced > 0:
+                rate = int(announced)
+        entry = self._log.record("received", frame, raw=raw, audio_bytes=audio,
                                  audio_format=self._audio_format if audio is not None else None,
-                                 audio_ms=None if samples is None else samples.size * 1000.0 / SAMPLE_RATE)
-        self._handle(frame, entry, samples)
+                                 audio_ms=self._pcm_ms(audio, rate) if audio is not None else None)
+        self._handle(frame, entry, audio, rate)
 
-    def _handle(self, frame: Frame, entry: Mapping[str, Any], samples: np.ndarray | None) -> None:
-        if isinstance(frame, (ConversationCreated, ConversationContinued)):
-            self.conversation_id = frame.conversation_id
-            self._log.update_meta(conversation_id=frame.conversation_id)
-            self._reconnecting = False
-            self._set_state(SessionState.ACTIVE)
-            if self._init_waiter is not None and not self._init_waiter.done():
-                self._init_waiter.set_result(frame)
-            return
-        if isinstance(frame, ServerError) and self._init_waiter is not None and not self._init_waiter.done():
-            self._init_waiter.set_exception(TurnError(frame.http_error_code, frame.error_description))
-            return
-        if isinstance(frame, VadModeSwitched):
-            for on, waiter in list(self._vad_waiters):
-                if on == frame.vad_mode_on and not waiter.done():
-                    waiter.set_result(None)
-                    self._vad_waiters.remove((on, waiter))
-                    break
-            return
+    def _pcm_ms(self, audio: bytes, rate: int | None) -> float | None:
+        if self._audio_format != "pcm":
+            return None  # the log measures MP3 itself
+        return len(audio) * 1000.0 / (2 * (rate or self.agent_sample_rate))
+
+    def _on_binary(self, data: bytes) -> None:
+        """A binary message: the service's audio outside JSON. Kept, and heard, as audio of the open message."""
+        message_id = self._tracker.open_message()
+        entry = self._log.record("received", None, raw=data, audio_format=self._audio_format,
+                                 audio_ms=self._pcm_ms(data, None), message_id=message_id)
+        if self._voice:
+            self._tracker.on_binary(data, entry)
+
+    def _handle(self, frame: Frame, entry: Mapping[str, Any], audio: bytes | None, rate: int | None) -> None:
+        waiter = self._init_waiter
+        if waiter is not None and not waiter.done():
+            if is_init_ack(frame, self._init_requested):
+                self.conversation_id = init_ack_id(frame) or self._init_requested or self.conversation_id
+                self._log.update_meta(conversation_id=self.conversation_id)
+                self._fire(Event.INIT_ACKED)
+                waiter.set_result(frame)
+                return
+            if frame.type.startswith("server.conversation-"):
+                waiter.set_exception(SessionError(
+                    f"the server answered {frame.type} for conversation {init_ack_id(frame)!r}, not the "
+                    f"conversation {self._init_requested!r} asked for"))
+                return
+            if isinstance(frame, ServerError):
+                waiter.set_exception(self._turn_error(frame))
+                return
+        for on, vad_waiter in list(self._vad_waiters):
+            if is_vad_ack(frame, on) and not vad_waiter.done():
+                vad_waiter.set_result(None)
+                self._vad_waiters.remove((on, vad_waiter))
+                return
         if isinstance(frame, ServerError) and self._tracker.idle:
-            for on, waiter in list(self._vad_waiters):
-                if not waiter.done():
-                    waiter.set_exception(TurnError(frame.http_error_code, frame.error_description))
-                    self._vad_waiters.remove((on, waiter))
+            for on, vad_waiter in list(self._vad_waiters):
+                if not vad_waiter.done():
+                    vad_waiter.set_exception(self._turn_error(frame))
+                    self._vad_waiters.remove((on, vad_waiter))
                     return
-        self._tracker.on_frame(frame, entry, samples)
+        self._tracker.on_frame(frame, entry, audio, rate=rate, error=self._turn_error(frame)
+                               if isinstance(frame, ServerError) else None)
         if isinstance(frame, InteractionComplete) and frame.conversation_completed:
-            self._set_state(SessionState.COMPLETED)
+            self._fire(Event.COMPLETED)
+
+    def _turn_error(self, frame: ServerError) -> TurnError:
+        """The server's error in the caller's terms, without the token even if the server repeated it."""
+        code = frame.http_error_code
+        return TurnError(code if code is not None else 0, redact(frame.error_description or "", self._token))
 
     # --- on the loop: sending ---------------------------------------------------------------------------
 
@@ -827,10 +1061,23 @@ class Session:
                     if item.owner is not None:
                         item.owner.turn._fail(SessionError(f"cannot send {item.frame.type} now: {exc}"))
                     continue
-                except ConnectionClosedError as exc:
-                    if item.owner is not None:
-                        item.owner.turn._fail(exc)
+                except ConnectionClosedError:
+                    if self._state in (SessionState.ACTIVE, SessionState.RECONNECTING):
+                        # The socket went while this frame left: it goes first on the next one, if the
+                        # reader reconnects (otherwise the queue fails with the close).
+                        self._queue.appendleft(item)
+                        if item.owner is not None:
+                            self._log.record_local("client.turn-resent", text=(
+                                f"{item.owner.turn.kind} turn: {item.frame.type} is sent again after the "
+                                "reconnect; the socket closed while it was leaving"))
+                        self._queue_changed.clear()
+                        await self._queue_changed.wait()
+                    elif item.owner is not None:
+                        item.owner.turn._fail(self._fatal or self._closed_error
+                                              or ConnectionClosedError(CloseCode.ABNORMAL, "session closed"))
                     continue
+            if item.owner is not None:
+                item.owner.sent_items.append(item)
             if item.on_sent is not None:
                 try:
                     item.on_sent(entry)
@@ -845,11 +1092,14 @@ class Session:
         self._conv.send(frame)
         entry: Mapping[str, Any] = {}
         for text in self._conv.data_to_send():
-            size = len(text) if text.isascii() else len(text.encode("utf-8"))
-            entry = self._log.record("sent", frame, raw_size=size, audio_bytes=audio,
+            entry = self._log.record("sent", frame, raw=text, audio_bytes=audio,
                                      audio_format=self._audio_format if audio is not None else None,
                                      audio_ms=audio_ms)
-            await transport.send(text)
+            self._last_activity = self._send_started = asyncio.get_running_loop().time()
+            try:
+                await transport.send(text)
+            finally:
+                self._send_started = None
         return entry
 
     async def _pace(self) -> None:
@@ -883,9 +1133,9 @@ class Session:
         if end and not pending.turn.done():
             if realtime and pieces:
                 await asyncio.sleep(max(0.0, start + len(pieces) * chunk_ms / 1000.0 - loop.time()))
-            self._tracker_ptt_end_item(pending)
+            self._ptt_end_item(pending)
 
-    def _tracker_ptt_end_item(self, pending: _Pending) -> None:
+    def _ptt_end_item(self, pending: _Pending) -> None:
         def ended(entry: Mapping[str, Any]) -> None:
             extra = pending if pending.sent is None and pending not in self._tracker.ptt_open else None
             self._tracker.audio_ended(entry, extra)
@@ -900,7 +1150,11 @@ class Session:
         try:
             await asyncio.wait_for(waiter, self._timeout)
         except asyncio.TimeoutError:
-            raise SessionError(f"the server did not confirm switch-vad-mode within {self._timeout:.0f} s") from None
+            raise SessionError(f"the server did not confirm switch-vad-mode within {self._timeout:.0f} s "
+                               "(no server.vad-mode-switched arrived)") from None
+        finally:
+            if (on, waiter) in self._vad_waiters:
+                self._vad_waiters.remove((on, waiter))
 
 
 def _weak_hook(session: Session) -> Callable[[], Awaitable[None]]:

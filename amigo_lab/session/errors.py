@@ -50,5 +50,10 @@ class TurnError(SessionError):
         return (type(self), (self.http_error_code, self.description))
 
 
+class ResponseTimeoutError(SessionError, TimeoutError):
+    """The server said nothing about a turn for ``response_timeout`` seconds; the message says what was
+    missing. The session resets the connection and continues the conversation: send the turn again."""
+
+
 class _ConnectFailed(SessionError):
     """No socket could be opened (refused, unreachable, timed out); worth retrying while reconnecting."""

@@ -1,6 +1,21 @@
-"""Matching user turns to the server's interactions, in the order the protocol promises.
+"""Matching user turns to the server's interactions, order-robustly, and putting each Reply together.
 
-See the theory of operation in :mod:`amigo_lab.session`.
+See the theory of operation in :mod:`amigo_lab.session`. Rules, each stated once:
+
+* an interaction begins with the first of ``user-message-available``, ``current-agent-action``, a
+  ``new-message`` piece (JSON or binary) or ``interaction-complete``; it ends at ``interaction-complete``;
+* its owner: the greeting while it is pending (a ``user-message-available`` instead resolves the greeting
+  empty first: the server sent none); else the oldest user turn waiting (agent output that arrives before the
+  transcript belongs to it, so does a reply with no transcript at all); else the oldest external event; else a
+  new Turn (speech the server's VAD heard, or an agent-started interaction);
+* a second ``user-message-available`` or ``interaction-complete`` that repeats one already seen, and pieces
+  of a message whose interaction already completed, are noted and change nothing (their audio stays in the log);
+* ``server.error`` 400 while an interaction is in flight voids nothing (protocol.md §5: a recoverable
+  mistake); outside one it fails the oldest waiting turn (the server refused it); any other error voids the
+  interaction in flight;
+* the reply's text is ``full_message``, or when the server sent none, the answer's text pieces (text
+  responses) or its alignment's characters (voice responses);
+* filler: a message other than the one ``interaction-complete`` names; its audio is not the answer's.
 """
 
 from __future__ import annotations
@@ -25,15 +40,15 @@ from amigo_lab.protocol import (
     VadSpeechStarted,
 )
 from amigo_lab.protocol import constants as C
+from amigo_lab.session.agent_audio import MessageAudio
 from amigo_lab.session.errors import SessionError, TurnError
 from amigo_lab.session.turns import Reply, Turn
 
 logger = logging.getLogger("amigo_lab.session")
 
 SAMPLE_RATE = _audio.SAMPLE_RATE
-
-
-# --- matching turns to interactions ----------------------------------------------------------------------
+#: The ``http_error_code`` of a recoverable mistake: the connection stays open and nothing is voided.
+RECOVERABLE_ERROR = 400
 
 Stamp = dict  # {"t": float, "wall": datetime}
 
@@ -58,9 +73,18 @@ class _Pending:
     # is heard before its last chunk leaves, the turn produced nothing.
     reset_while_streaming: bool = False
     followers: list["_Pending"] = field(default_factory=list)
+    # What left for this turn, kept until the server answers it, so a turn the socket lost can be sent again.
+    sent_items: list[Any] = field(default_factory=list)
+    answered: bool = False
 
     def everyone(self) -> list["_Pending"]:
         return [self, *self.followers]
+
+    def reset_for_resend(self) -> None:
+        """Forget what was sent: the frames go out again on a new socket."""
+        self.sent = self.end = None
+        self.audio_done = self.heard_speech_end = self.reset_while_streaming = False
+        self.followers = []
 
 
 @dataclass(eq=False)
@@ -70,11 +94,14 @@ class _Interaction:
     owner: _Pending
     started: Stamp
     user_text: str | None = None
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    user_message_id: str | None = None
+    actions: list[Any] = field(default_factory=list)
     filler_text: str | None = None
     texts: dict[str, list[str]] = field(default_factory=dict)
-    audio: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    chars: dict[str, list[str]] = field(default_factory=dict)
+    audio: dict[str, MessageAudio] = field(default_factory=dict)
     open_messages: set[str] = field(default_factory=set)
+    last_message: str | None = None
     interrupted: bool = False
     user_message: Stamp | None = None
     first_piece: Stamp | None = None
@@ -88,14 +115,24 @@ def _same_text(a: str | None, b: str | None) -> bool:
 class _TurnTracker:
     """Matches interactions to turns (see the module docstring). Runs on the loop thread only."""
 
-    def __init__(self, new_turn: Callable[[str, str | None], Turn]) -> None:
+    def __init__(self, new_turn: Callable[[str, str | None], Turn], *, audio_format: str = "pcm",
+                 agent_rate: int = SAMPLE_RATE, voice: bool = True,
+                 on_note: Callable[..., None] | None = None) -> None:
         self._new_turn = new_turn
+        self._audio_format = audio_format
+        self._agent_rate = agent_rate
+        self._voice = voice
+        self._note = on_note or (lambda description, message_id=None, warn=None: logger.info("%s", description))
         self.greeting: _Pending | None = None
         self.users: collections.deque[_Pending] = collections.deque()
         self.events: list[_Pending] = []
         self.ptt_open: list[_Pending] = []
         self.current: _Interaction | None = None
         self.last_vad_end: Stamp | None = None
+        # What the last completed interaction was, to recognise repeats and late pieces (bounded: one each).
+        self._last_complete: tuple[str, str] | None = None
+        self._last_user_message_id: str | None = None
+        self._completed_messages: set[str] = set()
 
     # --- the client's side ----------------------------------------------------------------------------
 
@@ -122,7 +159,7 @@ class _TurnTracker:
 
     def audio_ended(self, entry: Mapping[str, Any], extra: _Pending | None) -> None:
         """``audio: null`` left: every push-to-talk turn that contributed audio shares one interaction."""
-        contributors = self.ptt_open + ([extra] if extra is not None else [])
+        contributors = self.ptt_open + ([extra] if extra is not None and extra not in self.ptt_open else [])
         self.ptt_open = []
         if not contributors:
             return
@@ -135,12 +172,22 @@ class _TurnTracker:
             pending.audio_done = True
         self.users.append(owner)
 
+    def forget(self, pending: _Pending) -> None:
+        """Stop tracking a turn (it failed before the server could answer it)."""
+        if self.greeting is pending:
+            self.greeting = None
+        for queue in (self.users, self.events, self.ptt_open):
+            if pending in queue:
+                queue.remove(pending)
+
     # --- the server's side ----------------------------------------------------------------------------
 
     def _begin(self, frame: Frame, entry: Mapping[str, Any]) -> _Interaction:
         events, self.events = self.events, []
         owner: _Pending | None = None
         if isinstance(frame, UserMessageAvailable):
+            if self.greeting is not None:
+                self._resolve_empty_greeting(entry)
             head = self.users[0] if self.users else None
             if head is not None and (head.kind != "text" or _same_text(head.text, frame.user_message)):
                 owner = self.users.popleft()
@@ -154,28 +201,55 @@ class _TurnTracker:
                 owner.end = self.last_vad_end or owner.end
         elif self.greeting is not None:
             owner, self.greeting = self.greeting, None
+        elif self.users and (self.users[0].kind != "audio" or not self.users[0].vad
+                             or self.users[0].heard_speech_end):
+            owner = self.users.popleft()  # agent output before (or without) the transcript: the waiting turn's
         elif events:
             owner, events = events[0], events[1:]
         else:
             owner = _Pending(self._new_turn("agent", None), "agent")
         owner.followers.extend(events)
+        for pending in owner.everyone():
+            pending.answered = True
+            pending.sent_items = []
         self.current = _Interaction(owner=owner, started=_stamp(entry))
         return self.current
 
-    def on_frame(self, frame: Frame, entry: Mapping[str, Any], samples: np.ndarray | None) -> None:
-        """Feed a received frame that the state machine accepted."""
+    def _resolve_empty_greeting(self, entry: Mapping[str, Any]) -> None:
+        """No greeting came before the first user interaction: the greeting resolves empty."""
+        greeting, self.greeting = self.greeting, None
+        assert greeting is not None
+        self._note("no greeting arrived before the first user interaction; the greeting resolves empty")
+        greeting.turn._resolve(Reply(text="", user_text=None, audio=np.zeros(0, np.float32), sr=SAMPLE_RATE,
+                                     message_id="", interaction_id="",
+                                     timings={"sent": greeting.sent, "end_of_turn": greeting.end,
+                                              "user_message": None, "first_piece": None, "first_audio": None,
+                                              "complete": _stamp(entry), "latency_ms": None}))
+
+    def on_frame(self, frame: Frame, entry: Mapping[str, Any], audio: bytes | None, *, rate: int | None = None,
+                 error: TurnError | None = None) -> None:
+        """Feed a received frame (``audio``: the piece's wire audio for voice responses)."""
         if isinstance(frame, (UserMessageAvailable, CurrentAgentAction, NewMessage, InteractionComplete)):
+            if self._repeat(frame):
+                return
             current = self.current or self._begin(frame, entry)
             if isinstance(frame, UserMessageAvailable):
+                if current.user_message_id is not None:
+                    self._note(f"a second user-message-available ({frame.message_id}) in one interaction; "
+                               "the first one stands", frame.message_id or None)
+                    return
                 current.user_text = frame.user_message
+                current.user_message_id = frame.message_id
                 current.user_message = _stamp(entry)
+                self._last_user_message_id = frame.message_id or None
             elif isinstance(frame, CurrentAgentAction):
-                action = dict(frame.action)
-                current.actions.append(action)
-                if frame.action_type == C.ACTION_TOO_LONG and isinstance(action.get("filler"), str):
+                action = frame.action
+                current.actions.append(dict(action) if isinstance(action, Mapping) else action)
+                if (isinstance(action, Mapping) and action.get("type") == C.ACTION_TOO_LONG
+                        and isinstance(action.get("filler"), str)):
                     current.filler_text = action["filler"]
             elif isinstance(frame, NewMessage):
-                self._piece(current, frame, entry, samples)
+                self._piece(current, frame, entry, audio, rate)
             else:
                 self._complete(current, frame, entry)
         elif isinstance(frame, VadSpeechStarted):
@@ -189,40 +263,104 @@ class _TurnTracker:
             for pending in self.users:
                 if pending.vad and not pending.heard_speech_end:
                     pending.heard_speech_end = True
+                    pending.answered = True
+                    pending.sent_items = []
                     pending.end = self.last_vad_end
                     break
         elif isinstance(frame, VadSpeechResetZero):
             self._reset_zero()
         elif isinstance(frame, ServerError):
-            self._error(TurnError(frame.http_error_code, frame.error_description))
+            self._error(frame, error or TurnError(frame.http_error_code or 0, frame.error_description or ""))
 
-    def _piece(self, current: _Interaction, frame: NewMessage, entry: Mapping[str, Any],
-               samples: np.ndarray | None) -> None:
+    def on_binary(self, data: bytes, entry: Mapping[str, Any]) -> None:
+        """A binary message: audio of the message open in the interaction in flight."""
+        current = self.current
+        if current is None:
+            if self._completed_messages:
+                self._note("binary audio after its interaction completed; it stays in the log")
+                return
+            current = self._begin(NewMessage(message=""), entry)
+        message_id = current.last_message or ""
         stamp = _stamp(entry)
         current.first_piece = current.first_piece or stamp
+        current.first_audio = current.first_audio or stamp
+        self._audio_of(current, message_id).add(data)
+
+    def open_message(self) -> str | None:
+        """The message binary audio belongs to: the last one with a piece in the interaction in flight."""
+        return self.current.last_message if self.current is not None else None
+
+    def _repeat(self, frame: Frame) -> bool:
+        """True for a frame that repeats what an earlier one already settled (noted, otherwise ignored)."""
+        if self.current is not None:
+            return False
+        if isinstance(frame, InteractionComplete) and self._last_complete == (frame.message_id, frame.interaction_id):
+            self._note(f"interaction-complete for {frame.message_id} repeated; ignored", frame.message_id or None)
+            return True
+        if isinstance(frame, UserMessageAvailable) and frame.message_id and \
+                frame.message_id == self._last_user_message_id:
+            self._note(f"user-message-available {frame.message_id} repeated; ignored", frame.message_id)
+            return True
+        if isinstance(frame, NewMessage) and frame.message_id in self._completed_messages:
+            self._note(f"a piece of message {frame.message_id} after its interaction completed; its audio stays "
+                       "in the log but not in the reply", frame.message_id or None)
+            return True
+        return False
+
+    def _audio_of(self, current: _Interaction, message_id: str) -> MessageAudio:
+        audio = current.audio.get(message_id)
+        if audio is None:
+            audio = current.audio[message_id] = MessageAudio(self._audio_format, self._agent_rate)
+        return audio
+
+    def _piece(self, current: _Interaction, frame: NewMessage, entry: Mapping[str, Any], audio: bytes | None,
+               rate: int | None) -> None:
+        stamp = _stamp(entry)
+        current.first_piece = current.first_piece or stamp
+        current.last_message = frame.message_id
         if frame.stop:
             current.open_messages.discard(frame.message_id)
         else:
             current.open_messages.add(frame.message_id)
-        if samples is not None:
-            current.first_audio = current.first_audio or stamp
-            current.audio.setdefault(frame.message_id, []).append(samples)
+        if audio is not None:
+            if audio:
+                current.first_audio = current.first_audio or stamp
+            message = self._audio_of(current, frame.message_id)
+            message.add_alignment(frame.transcript_alignment, message.duration_ms)
+            message.add(audio, rate=rate)
+            if frame.transcript_alignment:
+                current.chars.setdefault(frame.message_id, []).extend(c for _, c in frame.transcript_alignment)
         else:
             current.texts.setdefault(frame.message_id, []).append(frame.message)
 
     def _complete(self, current: _Interaction, frame: InteractionComplete, entry: Mapping[str, Any]) -> None:
         self.current = None
+        self._last_complete = (frame.message_id, frame.interaction_id)
+        self._completed_messages = set(current.audio) | set(current.texts)
         owner = current.owner
-        answer = current.audio.get(frame.message_id)
-        if answer is None and current.audio and current.filler_text is None:
-            # No audio under the answer's id and no filler announced: a server that numbers messages
-            # differently; all audio of the interaction is the answer. (After a filler, none is.)
-            answer = [a for pieces in current.audio.values() for a in pieces]
+        for message_id, message in current.audio.items():
+            for note in message.notes:
+                self._note(f"message {message_id}: {note}", message_id or None)
+            said = message.disagreement()
+            if said is not None:
+                self._note(f"message {message_id}: {said}", message_id or None, warn="alignment")
+        answer_id = frame.message_id
+        if answer_id not in current.audio and answer_id not in current.texts:
+            others = [m for m in (*current.audio, *current.texts)]
+            if len(others) == 1 and current.filler_text is None:
+                answer_id = others[0]  # a server that numbers messages differently: the one message is the answer
+        answer = current.audio.get(answer_id)
+        samples = answer.samples() if answer is not None else np.zeros(0, np.float32)
         filler_text = current.filler_text
         if filler_text is None:
-            others = [m for m in current.texts if m != frame.message_id]
+            others = [m for m in current.texts if m != answer_id]
             if others:
                 filler_text = "".join(current.texts[others[0]])
+        text = frame.full_message
+        if text is None:
+            text = "".join(current.texts.get(answer_id, ())) or "".join(current.chars.get(answer_id, ()))
+            self._note(f"interaction-complete without full_message; the reply's text is read from the pieces "
+                       f"({len(text)} characters)", frame.message_id or None)
         timings: dict[str, Any] = {
             "sent": owner.sent,
             "end_of_turn": owner.end,
@@ -234,9 +372,9 @@ class _TurnTracker:
         end, first = owner.end, current.first_piece
         timings["latency_ms"] = (first["t"] - end["t"]) * 1000.0 if end and first else None
         reply = Reply(
-            text=frame.full_message,
+            text=text,
             user_text=current.user_text,
-            audio=np.concatenate(answer).astype(np.float32, copy=False) if answer else np.zeros(0, np.float32),
+            audio=samples.astype(np.float32, copy=False),
             sr=SAMPLE_RATE,
             message_id=frame.message_id,
             interaction_id=frame.interaction_id,
@@ -270,7 +408,11 @@ class _TurnTracker:
         for each in pending.everyone():
             each.turn._fail(error)
 
-    def _error(self, error: TurnError) -> None:
+    def _error(self, frame: ServerError, error: TurnError) -> None:
+        if frame.http_error_code == RECOVERABLE_ERROR and self.current is not None:
+            self._note(f"server.error 400 during an interaction ({error.description}); protocol.md §5: a "
+                       "recoverable mistake voids nothing")
+            return
         # protocol.md: an error before interaction-complete voids that interaction.
         if self.current is not None:
             victim, self.current = self.current.owner, None
@@ -295,8 +437,32 @@ class _TurnTracker:
         """True when no turn waits for the server."""
         return not (self.current or self.greeting or self.users or self.events or self.ptt_open)
 
-    def fail_all(self, error: BaseException) -> None:
-        """The connection is gone: every turn waiting on it fails with ``error``."""
+    def describe_missing(self) -> str:
+        """What the server has not sent yet for the turns waiting on it, in one clause."""
+        current = self.current
+        if current is not None:
+            got = ["user-message-available"] if current.user_message_id is not None else []
+            pieces = sum(len(t) for t in current.texts.values()) + len(current.audio)
+            if pieces:
+                got.append("agent pieces")
+            said = f"got {' and '.join(got)}, " if got else ""
+            return f"{said}still waiting for server.interaction-complete of the {current.owner.kind} turn"
+        if self.greeting is not None:
+            return "waiting for the greeting (server.new-message, server.interaction-complete)"
+        waiting = [*self.users, *self.events, *self.ptt_open]
+        kind = waiting[0].kind if waiting else "user"
+        return f"waiting for server.user-message-available and the reply to the {kind} turn"
+
+    def resendable(self) -> list[_Pending]:
+        """Turns that left but that the server never answered: they can go again on a new socket."""
+        out: list[_Pending] = []
+        for pending in [*self.users, *self.events, *self.ptt_open]:
+            if pending.sent_items and not pending.answered and not pending.turn.done():
+                out.extend(each for each in pending.everyone() if each.sent_items and each not in out)
+        return out
+
+    def fail_all(self, error: BaseException, *, keep: list[_Pending] = ()) -> None:  # type: ignore[assignment]
+        """The connection is gone: every turn waiting on it fails with ``error``, but those in ``keep``."""
         waiting: list[_Pending] = []
         if self.current is not None:
             waiting.append(self.current.owner)
@@ -307,4 +473,5 @@ class _TurnTracker:
         self.users.clear()
         for pending in waiting:
             for each in pending.everyone():
-                each.turn._fail(error)
+                if each not in keep:
+                    each.turn._fail(error)

@@ -1,13 +1,35 @@
 """The transport seam: the WebSocket the session talks through, how it is opened, and the reconnect policy.
 
-Tests and tools wrap a :class:`Transport` to delay, drop or cut traffic; :func:`open_websocket` is the
-default factory.
+The seam is the way to adapt to a service difference without editing the library. A
+:data:`TransportFactory` opens a :class:`Transport`; give your own to :func:`amigo_lab.connect` as
+``transport_factory=``. It sees every text exactly as it crosses the wire, both ways, so it can rename a
+frame type, reshape a field or drop a message the service sends that the lab should not see::
+
+    class Renaming:
+        def __init__(self, inner): self.inner = inner
+        async def send(self, text): await self.inner.send(text)
+        async def recv(self):
+            text = await self.inner.recv()
+            return text.replace('"server.conversation-resumed"', '"server.conversation-continued"')
+        async def close(self, code=1000, reason=""): await self.inner.close(code, reason)
+        def abort(self): self.inner.abort()
+
+    async def factory(url, **options):
+        return Renaming(await open_websocket(url, **options))
+
+    session = amigo_lab.connect(org, token, transport_factory=factory)
+
+(Prefer a one-line entry in :mod:`amigo_lab.protocol.wire` when the difference is a name the lab should
+know anyway.) Tests wrap a transport the same way to delay, drop or cut traffic. :func:`open_websocket` is the
+default factory: TLS verified for ``wss``, the token kept out of every log record of the ``websockets`` library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import ssl as _ssl
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -92,10 +114,33 @@ class WebSocketTransport:
 
 
 
-async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeout: float) -> WebSocketTransport:
-    """Open the WebSocket (TLS verified for ``wss``); the default :data:`TransportFactory`.
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The ``websockets`` client logger, with the token removed from every record.
 
-    Library errors become :class:`SessionError` / :class:`ConnectionClosedError` without the token.
+    At DEBUG the library logs the handshake headers, the subprotocol (the token) included; records are
+    formatted here and redacted before they reach any handler.
+    """
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(logging.getLogger("websockets.client"), {})
+        self._secret = secret
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        kwargs.pop("extra", None)
+        self.logger.log(level, "%s", redact(text, self._secret), **kwargs)
+
+
+async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeout: float,
+                         ssl: _ssl.SSLContext | None = None) -> WebSocketTransport:
+    """Open the WebSocket; the default :data:`TransportFactory`.
+
+    For ``wss`` the server's certificate is verified against the system's authorities, unless ``ssl`` gives
+    another context (e.g. one that trusts a staging host's own authority). Library errors become
+    :class:`SessionError` / :class:`ConnectionClosedError` without the token; the library's own log records
+    never hold it.
     """
     from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
@@ -113,6 +158,8 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
             compression=None,  # base64 audio barely compresses; deflate would only cost CPU
             proxy=None if is_loopback_host(host) else True,
             user_agent_header=f"amigo_lab/{_lab_version()}",
+            logger=_RedactingLogger(token),
+            **({"ssl": ssl} if ssl is not None and secure else {}),
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
