@@ -154,16 +154,17 @@ def metric_summary(results: pd.DataFrame, *, by: list[str]) -> pd.DataFrame:
 
 def analyse_session(session_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One recorded run's rows: :func:`amigo_lab.analysis.turns` placed on the scenario's steps."""
-    from amigo_lab.analysis import turns
+    from amigo_lab.analysis import turns, vad_segments
     from amigo_lab.analysis.turns import TURN_COLUMNS
     from amigo_lab.framelog import FrameLogError, load_session
 
     steps = read_steps(session_dir)
     try:
-        table = turns(load_session(session_dir).frames)
+        frames = load_session(session_dir).frames
+        table, vad = turns(frames), vad_segments(frames)
     except FrameLogError:
-        table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in TURN_COLUMNS.items()})
-    rows = run_rows(table, steps)
+        table, vad = pd.DataFrame({c: pd.Series(dtype=d) for c, d in TURN_COLUMNS.items()}), None
+    rows = run_rows(table, steps, vad)
     rows.insert(0, "scenario", steps["scenario"])
     rows.insert(1, "run", int(steps["run"]))
     rows["version_set"] = steps.get("version_set")

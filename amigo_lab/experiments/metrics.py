@@ -8,8 +8,10 @@ each row gets:
 - ``scenario``, ``run``, ``step`` (-1 for the greeting), ``step_kind``, ``step_title``, ``primary`` (the
   row the step's expectations are checked on: the last one of the step), ``step_error`` (what the client
   saw go wrong, e.g. a turn that timed out);
-- ``cut_off``: the server ended the caller's turn before the step's speech was over (more than one turn
-  row for one spoken step, e.g. in a pause inside the sentence);
+- ``vad_speech`` / ``vad_resets``: speech the server's VAD ended / discarded as too short during the step
+  (from :func:`amigo_lab.analysis.vad_segments`);
+- ``cut_off``: the server ended the caller's turn before the step's speech was over (more than one VAD
+  speech end, or more than one turn row, for one spoken step, e.g. in a pause inside the sentence);
 - barge-in measures on a ``barge_in`` step, from stamps of two turns rows (the interrupted reply and the
   barge-in's own turn): ``agent_yields_ms`` = the interrupted reply's ``complete_t`` (the agent's last
   frame of it) minus the start of the caller's barge-in speech (its ``vad_start_t``, but never before the
@@ -49,11 +51,16 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.endswith("_ms") and pd.api.types.is_numeric_dtype(table[c])]
 
 
-def run_rows(turns: pd.DataFrame, steps: dict[str, Any]) -> pd.DataFrame:
-    """Place the rows of one session's turns table on its scenario steps (``steps``: the steps.json data)."""
+def run_rows(turns: pd.DataFrame, steps: dict[str, Any], vad: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Place the rows of one session's turns table on its scenario steps (``steps``: the steps.json data).
+
+    ``vad`` is :func:`amigo_lab.analysis.vad_segments` of the same log: it counts the server VAD's speech
+    ends (``vad_speech``) and discarded speech (``vad_resets``) in each step.
+    """
     table = turns.copy()
     marks = steps["steps"]
     starts = np.array([m["t_start"] if m["t_start"] is not None else math.inf for m in marks], dtype=float)
+    vad_speech, vad_resets = _vad_counts(vad, starts)
     # The user's end of turn places a row: the server may date a VAD speech start back (its preroll) onto
     # audio of the previous step, but the end of speech lies in the audio that carried it.
     key = table["user_end_t"].astype(float)
@@ -83,8 +90,12 @@ def run_rows(turns: pd.DataFrame, steps: dict[str, Any]) -> pd.DataFrame:
                                    dtype="string")
     last = table.groupby("step")["step"].transform(lambda s: np.arange(len(s)) == len(s) - 1)
     table["primary"] = last.astype(bool)
-    table["cut_off"] = table.groupby("step")["user_kind"].transform(
-        lambda kinds: int(kinds.isin(["voice", "audio"]).sum()) > 1).astype(bool) & (
+    table["vad_speech"] = pd.array([vad_speech.get(s, 0) if s >= 0 else 0 for s in table["step"]], dtype="int64")
+    table["vad_resets"] = pd.array([vad_resets.get(s, 0) if s >= 0 else 0 for s in table["step"]], dtype="int64")
+    rows_per_step = table.groupby("step")["user_kind"].transform(lambda kinds: int(kinds.isin(["voice", "audio"]).sum()))
+    # The server ended the turn more than once while this step's speech streamed: a cut-off. The VAD's own
+    # count sees it even when the server answered only the last part.
+    table["cut_off"] = ((table["vad_speech"] > 1) | (rows_per_step > 1)) & (
         table["step_kind"].isin(["speak", "audio", "barge_in"]))
     for column in ("agent_yields_ms", "talk_over_ms"):
         table[column] = np.nan
@@ -112,6 +123,23 @@ def run_rows(turns: pd.DataFrame, steps: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
+def _vad_counts(vad: pd.DataFrame | None, starts: np.ndarray) -> tuple[dict[int, int], dict[int, int]]:
+    speech: dict[int, int] = {}
+    resets: dict[int, int] = {}
+    if vad is None or not len(vad):
+        return speech, resets
+    server = vad[vad["source"] == "server-vad"]
+    for kind, end in zip(server["kind"], server["end_t"].astype(float)):
+        before = np.flatnonzero(starts <= end + _SLACK_S)
+        if not before.size or math.isnan(end):
+            continue
+        step = int(before[-1])
+        target = speech if kind == "speech" else resets if kind == "reset" else None
+        if target is not None:
+            target[step] = target.get(step, 0) + 1
+    return speech, resets
+
+
 def _first_number(*values: Any) -> float:
     for value in values:
         if value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value)):
@@ -137,6 +165,10 @@ def check_row(expectation: Expectation, row: pd.Series | None, step_rows: pd.Dat
             return _error_check(want, error)
         if key == "cut_off":
             return (want is False, None, "no reply at all")
+        if key == "discarded":
+            resets = int(row["vad_resets"]) if row is not None and _value(row, "vad_resets") is not None else 0
+            got = resets > 0
+            return got == want, got, f"no reply; the server discarded {resets} sound(s) as too short"
         return False, None, "the agent did not answer this step" + (
             f" ({row['step_error']})" if row is not None and _value(row, "step_error") else "")
     if key in ("reply_matches", "reply_not_matches", "reply_contains", "reply_not_contains", "transcript_matches"):
@@ -151,6 +183,8 @@ def check_row(expectation: Expectation, row: pd.Series | None, step_rows: pd.Dat
     if key == "reply_language":
         got = _value(row, "agent_language")
         return got == want, got, f"detected {got!r}"
+    if key == "discarded":
+        return want is False, False, "the server took it for a turn and answered"
     if key in ("interrupted", "fillers", "cut_off", "conversation_completed"):
         column = {"interrupted": "yielded" if row["step_kind"] == "barge_in" else "interrupted",
                   "fillers": "n_fillers", "cut_off": "cut_off",
@@ -201,7 +235,8 @@ def evaluate(table: pd.DataFrame, scenario: Scenario) -> tuple[pd.DataFrame, pd.
     expectations = list(scenario.expectations())
     # Every answered step is checked for errors, unless it says which error it expects.
     for step in scenario.steps:
-        if step.is_user_turn and not any(e.key == "error" and e.step == step.index for e in expectations):
+        if step.is_user_turn and not any(e.key in ("error", "discarded") and e.step == step.index
+                                         for e in expectations):
             expectations.append(Expectation("error", "none", step.index, step.line))
     for run, part in table.groupby("run", sort=True):
         for expectation in expectations:

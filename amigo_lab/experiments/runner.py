@@ -124,6 +124,45 @@ class _AgentAudio:
             self.arrived.set()
 
 
+class _Microphone:
+    """Streams one step's audio as a live microphone would: 20 ms chunks, all of it, then silence.
+
+    With server VAD on the caller keeps talking whatever the server does meanwhile (a turn the server
+    ends during a pause must not stop the rest of the sentence), so chunks go through
+    ``session.send_chunk`` from a thread of their own, paced in real time (or as fast as allowed).
+    """
+
+    CHUNK_MS = 20
+
+    def __init__(self, session: Any, samples: Any, *, realtime: bool) -> None:
+        from amigo_lab.audio import SAMPLE_RATE, chunk, float_to_pcm16, silence
+        from amigo_lab.session.client import VAD_TRAILING_SILENCE_MS
+
+        import numpy as np
+
+        padded = np.concatenate([np.asarray(samples, np.float32), silence(VAD_TRAILING_SILENCE_MS)])
+        self._chunks = [float_to_pcm16(c) for c in chunk(padded, sr=SAMPLE_RATE, ms=self.CHUNK_MS) if c.size]
+        self._session, self._realtime = session, realtime
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="amigo-microphone", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        try:
+            for index, data in enumerate(self._chunks):
+                if self._realtime:
+                    delay = start + index * self.CHUNK_MS / 1000.0 - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                self._session.send_chunk(data)
+        except Exception as exc:  # noqa: BLE001 - the session closed under the caller: say so in the step
+            self.error = f"streaming stopped: {exc}"
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
 def _send(session: Any, step: Step, audio: dict[int, Any], realtime: bool) -> Any:
     from amigo_lab.audio import SAMPLE_RATE
 
@@ -131,6 +170,8 @@ def _send(session: Any, step: Step, audio: dict[int, Any], realtime: bool) -> An
         return session.say(step.text)
     if step.kind == "event":
         return session.event(step.text)
+    if session.vad_on:
+        return _Microphone(session, audio[step.index], realtime=realtime)
     return session.send_audio(audio[step.index], sr=SAMPLE_RATE, realtime=realtime)
 
 
@@ -176,6 +217,7 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
         if scenario.vad and any(s.index in audio for s in scenario.steps):
             session.vad(True)
         watcher = _AgentAudio(session)
+        microphones: list[_Microphone] = []
         steps = list(scenario.steps)
         for position, step in enumerate(steps):
             if stop is not None and stop.is_set():
@@ -194,6 +236,8 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
                 session.vad(bool(step.vad))
                 continue
             if step.kind == "barge_in":
+                for microphone in microphones:  # one caller, one voice: the previous speech ends first
+                    microphone.join(scenario.timeout_s)
                 if not watcher.arrived.wait(scenario.timeout_s):
                     mark["error"] = "the agent sent no audio to barge in on"
                     continue
@@ -209,12 +253,19 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
             except Exception as exc:  # noqa: BLE001 - the session said what is wrong; record it, go on
                 mark["error"] = str(exc)
                 continue
+            if isinstance(turn, _Microphone):
+                microphones.append(turn)
             if upcoming is not None and upcoming.kind == "barge_in":
                 continue  # the next step talks over this one's reply; wait after it
+            for microphone in microphones:
+                microphone.join(scenario.timeout_s)
             error = _wait_quiet(session, until_t=mark["t_start"] + _duration_s(step, audio, scenario.realtime),
                                 timeout=scenario.timeout_s, stop=stop)
-            if error is None and turn.done() and not turn.cancelled() and turn.exception() is not None:
+            if isinstance(turn, _Microphone):
+                error = error or turn.error
+            elif error is None and turn.done() and not turn.cancelled() and turn.exception() is not None:
                 error = str(turn.exception())
+            microphones.clear()
             mark["error"] = error
         watcher.remove()
     except Exception as exc:  # noqa: BLE001 - a failed run is a result (its rows say so), not a crash

@@ -24,7 +24,9 @@ Steps (one key names the step): ``say`` (a text turn), ``speak`` (speech synthes
 in ``language``, streamed in real time; ``pause_inside_ms`` and ``pause_after_word`` split it with silence;
 ``rate_wpm``), ``audio`` (any audio file; ``sr`` for raw arrays is not needed), ``event`` (an external event),
 ``barge_in`` (``after_ms`` after the previous turn's first agent audio, ``speak``/``audio``/``language``),
-``wait_ms`` (idle time) and ``vad`` (switch server VAD on or off).
+``wait_ms`` (idle time) and ``vad`` (switch server VAD on or off). ``realtime: false`` streams audio as fast
+as the protocol allows: quick for text and smoke runs, but the server's VAD positions then no longer map onto
+the log clock, so timing and the placement of spoken turns on steps need ``realtime: true`` (the default).
 
 Expectations (``expect:``) are listed in :data:`EXPECTATIONS`. Latency expectations take any name of
 :data:`LATENCY_NAMES`, with or without the ``latency_`` prefix, and a number (the maximum) or a mapping of
@@ -77,6 +79,7 @@ EXPECTATIONS: Mapping[str, str] = {
     "interrupted": "true if the agent's reply must be cut short by the caller, false if it must not",
     "cut_off": "false if the server must not end the caller's turn during a pause (true: it must)",
     "fillers": "true if a filler must play before the answer, false if none may",
+    "discarded": "true if the server must discard the step's sound as too short to be a turn (no reply)",
     "error": "none (default), any, an HTTP code such as 400, or a regular expression of the error text",
     "conversation_completed": "true if the agent must end the conversation here, false if it must not",
 }
@@ -519,7 +522,7 @@ class _Builder:
                 self.bad(at, f"expected an ISO 639-3 code of {', '.join(_LANGUAGES)}, got {value!r}")
                 return _INVALID
             return value
-        if name in ("interrupted", "cut_off", "fillers", "conversation_completed"):
+        if name in ("interrupted", "cut_off", "fillers", "conversation_completed", "discarded"):
             checked = self.boolean(value, at)
             return _INVALID if checked is None else checked
         if name == "error":
