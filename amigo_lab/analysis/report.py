@@ -262,7 +262,7 @@ def _turns_html(table: pd.DataFrame, user: np.ndarray | None, agent: np.ndarray 
 
 # --- SVG figures ------------------------------------------------------------------------------------------------
 
-_WIDTH, _LEFT, _RIGHT = 1150, 150, 20
+_WIDTH, _LEFT, _RIGHT = 1150, 210, 20
 
 
 def _ticks(t_max: float, n: int = 10) -> list[float]:
@@ -323,13 +323,17 @@ def _marks(table: pd.DataFrame, axis: _Axis, top: float, bottom: float) -> list[
     return out
 
 
-def _legend(items: Iterable[tuple[str, str]], y: float) -> list[str]:
-    out, x = [], _LEFT
+def _legend(items: Iterable[tuple[str, str]], y: float) -> tuple[list[str], float]:
+    """Colour keys in rows that fit the width; returns them and the y below the last row."""
+    out, x = [], float(_LEFT)
     for label, colour in items:
-        out.append(f"<rect x='{x}' y='{y - 9}' width='10' height='10' fill='{colour}'/>"
-                   f"<text x='{x + 14}' y='{y}'>{html.escape(label)}</text>")
-        x += 24 + 6.5 * len(label)
-    return out
+        width = 24 + 6.5 * len(label)
+        if x + width > _WIDTH and x > _LEFT:
+            x, y = float(_LEFT), y + 16
+        out.append(f"<rect x='{x:.0f}' y='{y - 9}' width='10' height='10' fill='{colour}'/>"
+                   f"<text x='{x + 14:.0f}' y='{y}'>{html.escape(label)}</text>")
+        x += width
+    return out, y + 12
 
 
 def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
@@ -363,9 +367,9 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
     body += _marks(table, axis, top, bottom)
     body.append(axis.svg(bottom + 4, "time (s, log clock)"))
     kinds = segments[["source", "kind"]].drop_duplicates().astype(str).itertuples(index=False)
-    body += _legend([(f"{s} {k}", _COLOURS.get((s, k), "#999999")) for s, k in kinds]
-                    + [(name, TURN_MARKS[c]) for c, name in _MARK_NAMES.items()], bottom + 52)
-    return _svg(bottom + 64, body, "who spoke when") + (
+    keys, end = _legend([(f"{s} {k}", _COLOURS.get((s, k), "#999999")) for s, k in kinds]
+                        + [(name, TURN_MARKS[c]) for c, name in _MARK_NAMES.items()], bottom + 52)
+    return _svg(end, body + keys, "who spoke when") + (
         "<p class='note'>Hover a bar or a dot for its frames. Dashed lines: each turn's "
         + ", ".join(f"<span style='color:{TURN_MARKS[c]}'>{n}</span>" for c, n in _MARK_NAMES.items()) + ".</p>")
 
@@ -397,8 +401,8 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
                             f"{name} = {value:.0f} ms ({html.escape(latency_definition(name))})</title></circle>")
     bottom = top + len(rows) * row_h
     body.append(axis.svg(bottom + 4, "ms"))
-    body += _legend(zip(names, _LATENCY_COLOURS, strict=False), bottom + 52)
-    return "<div class='tall'>" + _svg(bottom + 64, body, "latency waterfall per turn") + "</div>"
+    keys, end = _legend(zip(names, _LATENCY_COLOURS, strict=False), bottom + 52)
+    return "<div class='tall'>" + _svg(end, body + keys, "latency waterfall per turn") + "</div>"
 
 
 def _distribution_svg(table: pd.DataFrame, names: list[str]) -> str:

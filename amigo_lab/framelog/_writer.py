@@ -142,7 +142,8 @@ class FrameLog:
     ``FrameLog()`` writes to a fresh folder under ``<temp>/amigo_lab-sessions``; ``FrameLog(path)`` to
     ``path`` (created; it must not already hold a recorded session). ``secrets`` are removed from every
     string before it is stored. ``fsync=True`` also asks the operating system to put each entry on the
-    device before :meth:`record` returns (slower; survives a power cut, not only a crash). Thread-safe.
+    device before :meth:`record` returns (slower; survives a power cut, not only a crash). ``clock`` gives
+    the seconds ``t`` counts (default ``time.monotonic``; a replay or a simulation passes its own). Thread-safe.
 
     A session records wire frames with :meth:`record` (``raw=`` the exact wire text or bytes) and its own
     events with :meth:`record_local` (kinds in :data:`LOCAL_KINDS`). Read it live with :meth:`to_dataframe`
@@ -151,7 +152,8 @@ class FrameLog:
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, meta: Mapping[str, Any] | None = None,
-                 secrets: Iterable[str | None] = (), fsync: bool = False) -> None:
+                 secrets: Iterable[str | None] = (), fsync: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._secrets = tuple(s for s in secrets if s)
         self._base64_secrets = tuple(s for s in self._secrets if _BASE64_CHARS.issuperset(s))
         path = Path(directory) if directory is not None else _fresh_directory()
@@ -165,7 +167,8 @@ class FrameLog:
         self._path = path
         self._fsync = bool(fsync)
         self._lock = threading.RLock()
-        self._t0 = time.monotonic()
+        self._clock = clock
+        self._t0 = clock()
         self._started = datetime.now(timezone.utc)
         self._count = 0
         self._jsonl_bytes = 0
@@ -216,7 +219,7 @@ class FrameLog:
 
     def now(self) -> float:
         """The log's clock: seconds since it started (``t`` of an entry recorded now)."""
-        return time.monotonic() - self._t0
+        return self._clock() - self._t0
 
     # --- writing --------------------------------------------------------------------------------------
 
@@ -490,7 +493,7 @@ class FrameLog:
                 self._conversation_id = conversation_id
             elif self._conversation_id is not None:
                 values["conversation_id"] = self._conversation_id
-            seq, t, wall = self._count, time.monotonic() - self._t0, datetime.now(timezone.utc)
+            seq, t, wall = self._count, self._clock() - self._t0, datetime.now(timezone.utc)
             wall_s = wall.timestamp()
             if audio_bytes is not None:
                 values["audio_offset"] = self._audio_size[direction]
