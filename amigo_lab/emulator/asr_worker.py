@@ -12,17 +12,18 @@ speaks this protocol; nothing else should. Operations:
 A request that fails answers ``ERROR`` with a UTF-8 message (for a stream nobody waits on, it is dropped).
 The worker exits when stdin closes.
 
-Requests are read by a thread of their own as they arrive, so a ``CANCEL`` is seen at once: the audio
-already queued for that stream is skipped rather than decoded (a cancel never waits behind its own feeds).
+Requests are read by a thread of their own as they arrive and served in the order that answers soonest
+(:class:`_Inbox`): a finishing stream's audio goes first, since someone waits for that transcript now; a
+``CANCEL`` drops its stream's queued audio at once (a cancel never waits behind its own feeds).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import struct
 import sys
 import threading
+from collections import deque
 from typing import BinaryIO
 
 HEADER = struct.Struct("<BII")
@@ -46,6 +47,55 @@ def write_frame(stream: BinaryIO, op: int, stream_id: int, payload: bytes = b"")
     stream.write(HEADER.pack(op, stream_id, len(payload)) + payload)
 
 
+class _Inbox:
+    """Requests read ahead of the decoder, taken in the order that answers soonest.
+
+    A request of a stream that is finishing (its ``FINISH`` has arrived) goes before the others: someone
+    waits for that transcript now, while the other streams' users are still speaking and their audio can
+    be decoded a moment later. A ``CANCEL`` drops the stream's queued audio at once. Within one stream the
+    order never changes.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[int, int, bytes]] = deque()
+        self._finishing: deque[int] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, frame: tuple[int, int, bytes]) -> None:
+        op, stream_id, _ = frame
+        with self._ready:
+            if op == CANCEL:
+                self._queue = deque(f for f in self._queue if not (f[1] == stream_id and f[0] == FEED))
+            elif op == FINISH:
+                self._finishing.append(stream_id)
+            self._queue.append(frame)
+            self._ready.notify()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def get(self) -> tuple[int, int, bytes] | None:
+        """The next request to serve, or None once input has ended and everything is served."""
+        with self._ready:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._ready.wait()
+            while self._finishing:
+                urgent = self._finishing[0]
+                for index, frame in enumerate(self._queue):
+                    if frame[1] == urgent:
+                        del self._queue[index]
+                        if frame[0] == FINISH:
+                            self._finishing.popleft()
+                        return frame
+                self._finishing.popleft()  # served meanwhile (cannot happen; keeps the loop finite)
+            return self._queue.popleft()
+
+
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """Answer requests until ``requests`` ends."""
     from amigo_lab.speech import Recognizer
@@ -58,17 +108,12 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             recognizers[phrases] = Recognizer(phrases.decode("utf-8").split("\n"))
         return recognizers[phrases]
 
-    inbox: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
-    cancelled: set[int] = set()
-    lock = threading.Lock()
+    inbox = _Inbox()
 
     def read_ahead() -> None:
         while (frame := read_frame(requests)) is not None:
-            if frame[0] == CANCEL:
-                with lock:
-                    cancelled.add(frame[1])
             inbox.put(frame)
-        inbox.put(None)
+        inbox.close()
 
     threading.Thread(target=read_ahead, name="amigo-asr-requests", daemon=True).start()
     while (frame := inbox.get()) is not None:
@@ -77,9 +122,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             if op == OPEN:
                 streams[stream_id] = recognizer(payload).stream()
             elif op == FEED:
-                with lock:
-                    skip = stream_id in cancelled
-                if stream_id in streams and not skip:
+                if stream_id in streams:
                     streams[stream_id].feed(payload)
             elif op == FINISH:
                 stream = streams.pop(stream_id, None)
@@ -87,8 +130,6 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 write_frame(answers, RESULT, stream_id, text.encode("utf-8"))
                 answers.flush()
             elif op == CANCEL:
-                with lock:
-                    cancelled.discard(stream_id)
                 stream = streams.pop(stream_id, None)
                 if stream is not None:
                     stream.cancel()
