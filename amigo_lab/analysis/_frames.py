@@ -1,26 +1,21 @@
-"""Reading a frame-log DataFrame once, into the few things every analysis builds on.
+"""Reading a frame-log DataFrame: the one account of the conversation, and the raw marks timelines draw.
 
 A frame log (``session.frames``, ``load_session(path).frames``) has one row per frame or local event, on one
-monotonic clock ``t`` (seconds since the log started). :func:`extract` walks it in ``seq`` order and returns:
+monotonic clock ``t`` (seconds since the log started).
 
-- user **utterances**: a sent text, a push-to-talk audio message (chunks, then ``audio: null``), or a speech
-  segment that the server's VAD reported (``vad-speech-started`` .. ``vad-speech-ended``);
-- **interactions**: everything the server sent up to and including one ``server.interaction-complete`` (or
-  up to a ``server.error`` that voided it), with the agent messages in it, answer and fillers told apart;
-- the external events, VAD marks, playback reports, errors and closes, for timelines and tables.
-
-The server's VAD reports ``audio_ms``, a position on the *user's audio clock* (ms of audio received on this
-connection since VAD was switched on). :class:`AudioClock` maps it onto ``t``: the ``t`` of the sent chunk
-that carried that position, plus the offset inside the chunk. For audio streamed in real time that equals
-``t`` of the first sent chunk + ``audio_ms / 1000``; for faster-than-real-time uploads it stays at the moment
-the server could have heard it (``session.audio_track`` lays such audio end to end instead).
+- :func:`replay` feeds the log, row by row, to the protocol's interaction fold
+  (:class:`amigo_lab.protocol.fold.Fold`): the same account the live session keeps. Which frames form an
+  interaction, when the user stopped, what is filler, what an error voids, what was interrupted, and every
+  latency come from there and nowhere else. Frames are parsed from the verbatim ``wire`` column when the log
+  has it, else rebuilt from the other columns.
+- :func:`extract` reads what a timeline draws without interpreting it: sent texts and events, server VAD
+  marks placed on ``t`` (by the fold's audio clock), playback reports, and each agent message's pieces.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +24,11 @@ import pandas as pd
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.protocol import (
     ContinueConversation,
-    Frame,
-    FrameError,
     ConversationContinued,
     ConversationCreated,
     CurrentAgentAction,
+    Frame,
+    FrameError,
     InteractionComplete,
     NewAudioMessage,
     NewMessage,
@@ -42,15 +37,13 @@ from amigo_lab.protocol import (
     StartConversation,
     SwitchVadMode,
     UserMessageAvailable,
+    VadModeSwitched,
     VadSpeechEnded,
     VadSpeechResetZero,
-    VadModeSwitched,
     VadSpeechStarted,
     from_dict,
     parse,
 )
-from amigo_lab.protocol.fold import Fold, FoldEvent, InputDropped, PendingInput
-from amigo_lab.protocol.fold import Interaction as FoldInteraction
 from amigo_lab.protocol.constants import (
     ACTION_TOO_LONG,
     MESSAGE_TYPE_EXTERNAL_EVENT,
@@ -58,6 +51,14 @@ from amigo_lab.protocol.constants import (
     SAMPLE_RATE,
     SAMPLE_WIDTH_BYTES,
 )
+from amigo_lab.protocol.fold import (
+    AudioClock,
+    Fold,
+    FoldEvent,
+    InputDropped,
+    PendingInput,
+)
+from amigo_lab.protocol.fold import Interaction as FoldInteraction
 
 NAN = math.nan
 
@@ -185,85 +186,20 @@ def is_frame(rec: dict[str, Any], direction: str, frame_type: str) -> bool:
     return rec["direction"] == direction and rec["type"] == frame_type
 
 
-# --- the user's audio clock -------------------------------------------------------------------------------
-
-
-class AudioClock:
-    """Maps a position on the user's audio clock to the log clock ``t``.
-
-    The position counts ms of audio sent since the stream began: at ``connection.opened``, and again when
-    the client switches VAD on (the server's detector starts afresh then; the emulator does exactly this).
-    A position inside a sent chunk maps to that chunk's ``t`` plus the offset inside it; before the first
-    chunk or after the last it extrapolates at real time. With no audio sent on the stream the position
-    cannot be placed and maps to NaN.
-    """
-
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self._opened: list[float] = [-math.inf]
-        self._streams: list[tuple[list[float], list[float]]] = [([], [])]  # (chunk start positions, chunk t)
-        position = 0.0
-        for rec in rows:
-            if is_frame(rec, LOCAL, CONNECTION_OPENED) or (
-                    is_frame(rec, SENT, SwitchVadMode.TYPE) and opt_bool(rec["vad_mode_on"])):
-                self._opened.append(float(rec["t"]))
-                self._streams.append(([], []))
-                position = 0.0
-            elif is_frame(rec, SENT, NewAudioMessage.TYPE) and carries_audio(rec):
-                starts, times = self._streams[-1]
-                starts.append(position)
-                times.append(float(rec["t"]))
-                position += frame_audio_ms(rec)
-
-    def to_t(self, audio_ms: float, *, at_t: float) -> float:
-        """Log time of position ``audio_ms`` in the stream that had begun by ``at_t``, the time the position
-        was reported; never later than that (a server may pad the stream with silence of its own)."""
-        if math.isnan(audio_ms):
-            return NAN
-        starts, times = self._streams[bisect_right(self._opened, at_t) - 1]
-        if not starts:
-            return NAN
-        i = min(max(bisect_right(starts, audio_ms) - 1, 0), len(starts) - 1)
-        return min(times[i] + (audio_ms - starts[i]) / 1000.0, at_t)
-
-
-# --- what one pass over the log extracts ------------------------------------------------------------------
-
-
-@dataclass(eq=False)  # compared by identity: each is one thing that happened
-class Utterance:
-    """One user turn as the client sent it and the server's VAD heard it.
-
-    ``kind``: ``"text"`` (a sent user text), ``"audio"`` (push-to-talk: chunks then ``audio: null``) or
-    ``"voice"`` (a segment of the server's VAD). Times are on the log clock; NaN when not known.
-    """
-
-    kind: str
-    seq: int
-    start_t: float = NAN
-    vad_start_t: float = NAN
-    vad_end_t: float = NAN
-    audio_end_t: float = NAN
-    text_t: float = NAN
-    text: str | None = None
-
-    @property
-    def end_t(self) -> float:
-        """The user's end of turn: the sent text, else the earlier of the VAD end and the client's audio end."""
-        if not math.isnan(self.text_t):
-            return self.text_t
-        ends = [x for x in (self.vad_end_t, self.audio_end_t) if not math.isnan(x)]
-        return min(ends) if ends else NAN
+# --- what one pass over the log extracts, for drawing ------------------------------------------------------
 
 
 @dataclass(eq=False)  # compared by identity: each is one thing that happened
 class AgentMessage:
-    """The pieces of one agent message (one ``message_id``) as received."""
+    """The pieces of one agent message (one ``message_id``) as received, in arrival order.
+
+    Whether it is a filler or the answer is the fold's call (see :func:`replay`); ``filler_text`` is the text an
+    ``action-too-long`` announced just before it began, if any.
+    """
 
     message_id: str
-    interaction: int
     pieces: list[dict[str, Any]] = field(default_factory=list)
-    is_filler: bool = False
-    filler_text: str | None = None  # the text the action-too-long action announced
+    filler_text: str | None = None
 
     @property
     def first_t(self) -> float:
@@ -288,72 +224,13 @@ class AgentMessage:
     @property
     def text(self) -> str:
         """Text pieces joined, or for audio the characters of the transcript alignments."""
-        parts = [opt_str(p["text"]) or alignment_text(p["alignment"]) for p in self.pieces]
-        return "".join(parts)
-
-    def first_t_where(self, predicate) -> float:
-        """``t`` of the first piece for which ``predicate(piece)`` holds, NaN if none."""
-        return next((float(p["t"]) for p in self.pieces if predicate(p)), NAN)
+        return "".join(opt_str(p["text"]) or alignment_text(p["alignment"]) for p in self.pieces)
 
     @property
     def end_t(self) -> float:
         """When the agent stopped speaking, estimated: playback starts at the first piece and runs gap-free,
         so the end is the later of the last piece and first piece + audio duration."""
         return max(self.last_t, self.first_t + self.audio_ms / 1000.0)
-
-    @property
-    def stopped(self) -> bool:
-        """True when the last piece received has ``stop`` true."""
-        return bool(opt_bool(self.pieces[-1]["stop"]))
-
-
-def piece_has_text(piece: dict[str, Any]) -> bool:
-    """True when a piece carries text: a text piece, or audio with a non-empty transcript alignment."""
-    return bool(opt_str(piece["text"]) or alignment_text(piece["alignment"]))
-
-
-@dataclass(eq=False)  # compared by identity: each is one thing that happened
-class Interaction:
-    """What the server sent for one interaction, closed by ``interaction-complete`` or a voiding error."""
-
-    index: int
-    uma: dict[str, Any] | None = None
-    messages: dict[str, AgentMessage] = field(default_factory=dict)
-    complete: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    first_t: float = NAN
-    after_start: bool = False  # first interaction after conversation-created/continued
-
-    @property
-    def answer(self) -> AgentMessage | None:
-        """The answer message (the one interaction-complete names, else the last non-filler one)."""
-        if self.complete is not None:
-            return self.messages.get(opt_str(self.complete["message_id"]) or "")
-        answers = [m for m in self.messages.values() if not m.is_filler]
-        return answers[-1] if answers else None
-
-    @property
-    def fillers(self) -> list[AgentMessage]:
-        """The filler messages, in arrival order."""
-        return [m for m in self.messages.values() if m.is_filler]
-
-    @property
-    def anchor_t(self) -> float:
-        """When the server began this interaction: its user-message-available, else its first frame."""
-        return float(self.uma["t"]) if self.uma is not None else self.first_t
-
-    @property
-    def end_t(self) -> float:
-        """``t`` of interaction-complete, else of the voiding error, else of the last frame seen."""
-        for rec in (self.complete, self.error):
-            if rec is not None:
-                return float(rec["t"])
-        ends = [m.last_t for m in self.messages.values()]
-        return max(ends) if ends else self.first_t
-
-    def is_empty(self) -> bool:
-        """True when nothing of an interaction arrived yet."""
-        return self.uma is None and not self.messages and self.complete is None and self.error is None
 
 
 @dataclass
@@ -368,171 +245,70 @@ class VadMark:
 
 @dataclass
 class Extracted:
-    """Everything :func:`extract` reads out of a frame log."""
+    """What :func:`extract` reads out of a frame log for timelines: no interpretation of the conversation."""
 
     rows: list[dict[str, Any]]
-    utterances: list[Utterance]
-    interactions: list[Interaction]
+    texts: list[dict[str, Any]]  # sent user texts
     events: list[dict[str, Any]]  # sent external events
     vad_marks: list[VadMark]
     playback: dict[str, list[dict[str, Any]]]  # message_id -> playback.* entries
-    stray_errors: list[dict[str, Any]]  # server.error rows outside any interaction
-    start_t: float  # sent start/continue-conversation, NaN if none
+    agent_messages: list[AgentMessage]
 
     def messages(self) -> list[AgentMessage]:
-        """Every agent message, in arrival order."""
-        return [m for i in self.interactions for m in i.messages.values()]
+        """Every agent message, in order of its first piece."""
+        return self.agent_messages
 
 
 _VAD_KINDS = {VadSpeechStarted.TYPE: "started", VadSpeechEnded.TYPE: "ended", VadSpeechResetZero.TYPE: "reset"}
 
 
 def extract(frames: pd.DataFrame) -> Extracted:
-    """Read a frame log once: utterances, interactions, events, VAD marks, playback reports."""
+    """Read a frame log once: sent texts and events, VAD marks, playback reports, agent messages.
+
+    A VAD mark's ``audio_t`` is its ``audio_ms`` placed on ``t`` by the fold's
+    :class:`~amigo_lab.protocol.fold.AudioClock` (the rule the turns table uses); with no audio sent on the
+    stream it is the receipt ``t``.
+    """
     rows = records(check_frames(frames))
-    clock = AudioClock(rows)
-    utterances = _utterances(rows, clock)
-    interactions = _interactions(rows)
-    vad_marks = []
-    for r in rows:
-        if r["direction"] == RECEIVED and r["type"] in _VAD_KINDS:
-            t = float(r["t"])
-            at = clock.to_t(num(r["vad_ms"]), at_t=t)
-            # With no audio sent on that stream the position cannot be placed: the receipt is the best we know.
-            vad_marks.append(VadMark(_VAD_KINDS[r["type"]], t, t if math.isnan(at) else at, int(r["seq"])))
-    events = [r for r in rows if is_frame(r, SENT, NewTextMessage.TYPE)
-              and opt_str(r["message_type"]) == MESSAGE_TYPE_EXTERNAL_EVENT]
+    clock = AudioClock()
+    texts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    vad_marks: list[VadMark] = []
     playback: dict[str, list[dict[str, Any]]] = {}
+    messages: dict[str, AgentMessage] = {}
+    announced: str | None = None  # filler text of an action-too-long whose message has not begun yet
     for r in rows:
-        if r["direction"] == LOCAL and r["type"] in PLAYBACK_TYPES and opt_str(r["message_id"]):
-            playback.setdefault(str(r["message_id"]), []).append(r)
-    starts = [float(r["t"]) for r in rows if r["direction"] == SENT
-              and r["type"] in (StartConversation.TYPE, ContinueConversation.TYPE)]
-    return Extracted(rows, utterances, interactions, events, vad_marks, playback, _stray_errors(rows, interactions),
-                     starts[0] if starts else NAN)
-
-
-def _utterances(rows: list[dict[str, Any]], clock: AudioClock) -> list[Utterance]:
-    """User turns in order of their start: sent texts, push-to-talk messages and server VAD segments."""
-    found: list[Utterance] = []
-    ptt: Utterance | None = None  # push-to-talk message being sent (chunks so far, no null yet)
-    ptt_voiced: list[Utterance] = []  # VAD segments that started while ptt was being sent
-    vad_open: Utterance | None = None
-    vad_on = False  # with VAD on, the end of the audio is only the end of the stream, not a turn
-    for rec in rows:
-        t, kind, direction = float(rec["t"]), rec["type"], rec["direction"]
-        if direction == SENT and kind == SwitchVadMode.TYPE:
-            vad_on = bool(opt_bool(rec["vad_mode_on"]))
-        elif direction == SENT and kind == NewTextMessage.TYPE:
-            if (opt_str(rec["message_type"]) or MESSAGE_TYPE_USER) == MESSAGE_TYPE_USER:
-                found.append(Utterance("text", int(rec["seq"]), start_t=t, text_t=t, text=opt_str(rec["text"])))
-        elif direction == SENT and kind == NewAudioMessage.TYPE:
-            if carries_audio(rec):
-                if ptt is None:
-                    ptt, ptt_voiced = Utterance("audio", int(rec["seq"]), start_t=t), []
-            elif ptt is not None:
-                # The client ended its audio. If the server's VAD cut it into segments, those are the turns and
-                # the end of audio belongs to the last of them; otherwise the whole message is one turn.
-                if ptt_voiced:
-                    ptt_voiced[-1].audio_end_t = t
-                elif not vad_on:
-                    ptt.audio_end_t = t
-                    found.append(ptt)
-                ptt, ptt_voiced = None, []
-        elif direction == LOCAL and kind == CONNECTION_OPENED:
-            ptt, ptt_voiced, vad_open, vad_on = None, [], None, False
-        elif direction == RECEIVED and kind in _VAD_KINDS:
-            at = clock.to_t(num(rec["vad_ms"]), at_t=t)
-            at = t if math.isnan(at) else at
-            if kind == VadSpeechStarted.TYPE:
-                vad_open = Utterance("voice", int(rec["seq"]), start_t=at, vad_start_t=at)
-                found.append(vad_open)
-                if ptt is not None:
-                    ptt_voiced.append(vad_open)
-            elif kind == VadSpeechEnded.TYPE:
-                if vad_open is None:  # the start was before the log began
-                    vad_open = Utterance("voice", int(rec["seq"]))
-                    found.append(vad_open)
-                vad_open.vad_end_t = at
-                vad_open = None
-            elif vad_open is not None:  # reset-zero: too short to be a turn, discarded by the server
-                found.remove(vad_open)
-                if vad_open in ptt_voiced:
-                    ptt_voiced.remove(vad_open)
-                vad_open = None
-    return [u for u in found if not math.isnan(u.end_t)]
-
-
-def _interactions(rows: list[dict[str, Any]]) -> list[Interaction]:
-    """Split what the server sent into interactions, telling answer messages from fillers."""
-    done: list[Interaction] = []
-    after_start = False
-    current = Interaction(0)
-    filler_pending: str | None = None  # text of an action-too-long whose filler message has not begun yet
-
-    def close() -> Interaction:
-        nonlocal current, after_start
-        answer_id = opt_str(current.complete["message_id"]) if current.complete is not None else None
-        if answer_id is not None:
-            for message in current.messages.values():
-                message.is_filler = message.message_id != answer_id
-        done.append(current)
-        current = Interaction(len(done))
-        return done[-1]
-
-    for rec in rows:
-        if rec["direction"] != RECEIVED:
-            continue
-        t, kind = float(rec["t"]), rec["type"]
-        if kind in (ConversationCreated.TYPE, ConversationContinued.TYPE):
-            after_start = True
-            continue
-        if kind not in (UserMessageAvailable.TYPE, CurrentAgentAction.TYPE, NewMessage.TYPE,
-                        InteractionComplete.TYPE, ServerError.TYPE):
-            continue
-        if kind == ServerError.TYPE:
-            # An error before interaction-complete voids the interaction, except a 400: that answers one bad
-            # frame and the conversation goes on (protocol.md §5). Those and errors between interactions are
-            # "stray"; turns() gives them to the user turn they refused.
-            if not current.is_empty() and num(rec["http_error_code"]) != _BAD_FRAME_CODE:
-                current.error = rec
-                close()
-            continue
-        if current.is_empty():
-            current.first_t, current.after_start, after_start = t, after_start, False
-        if kind == UserMessageAvailable.TYPE:
-            if current.uma is not None:  # a second user message: the first interaction never completed
-                close()
-                current.first_t = t
-            current.uma = rec
-        elif kind == CurrentAgentAction.TYPE:
-            if opt_str(rec["action_type"]) == ACTION_TOO_LONG:
-                action = json_value(rec["action"])
+        direction, kind, t = r["direction"], r["type"], float(r["t"])
+        if direction == LOCAL:
+            if kind == CONNECTION_OPENED:
+                clock.restart()
+            elif kind in PLAYBACK_TYPES and opt_str(r["message_id"]):
+                playback.setdefault(str(r["message_id"]), []).append(r)
+        elif direction == SENT:
+            if kind == NewAudioMessage.TYPE and carries_audio(r):
+                clock.add(frame_audio_ms(r), t)
+            elif kind == SwitchVadMode.TYPE and opt_bool(r["vad_mode_on"]):
+                clock.restart()
+            elif kind == NewTextMessage.TYPE:
+                external = opt_str(r["message_type"]) == MESSAGE_TYPE_EXTERNAL_EVENT
+                (events if external else texts).append(r)
+        elif direction == RECEIVED:
+            if kind in _VAD_KINDS:
+                at = clock.to_t(None if missing(r["vad_ms"]) else float(r["vad_ms"]), at_t=t)
+                vad_marks.append(VadMark(_VAD_KINDS[kind], t, t if at is None else at, int(r["seq"])))
+            elif kind == CurrentAgentAction.TYPE and opt_str(r["action_type"]) == ACTION_TOO_LONG:
+                action = json_value(r["action"])
                 filler = action.get("filler") if isinstance(action, dict) else None
-                filler_pending = filler if isinstance(filler, str) else ""
-        elif kind == NewMessage.TYPE:
-            message_id = opt_str(rec["message_id"]) or ""
-            message = current.messages.get(message_id)
-            if message is None:
-                message = current.messages[message_id] = AgentMessage(message_id, current.index)
-                if filler_pending is not None:
-                    message.is_filler, message.filler_text, filler_pending = True, filler_pending or None, None
-            message.pieces.append(rec)
-        else:  # interaction-complete
-            current.complete = rec
-            close()
-    if not current.is_empty():
-        close()
-    return done
-
-
-_BAD_FRAME_CODE = 400
-
-
-def _stray_errors(rows: list[dict[str, Any]], interactions: list[Interaction]) -> list[dict[str, Any]]:
-    """The server.error rows outside any interaction (a bad frame, or a user turn refused before it began)."""
-    inside = {int(i.error["seq"]) for i in interactions if i.error is not None}
-    return [r for r in rows if is_frame(r, RECEIVED, ServerError.TYPE) and int(r["seq"]) not in inside]
+                announced = filler if isinstance(filler, str) else ""
+            elif kind == NewMessage.TYPE:
+                message_id = opt_str(r["message_id"]) or ""
+                message = messages.get(message_id)
+                if message is None:
+                    message = messages[message_id] = AgentMessage(message_id)
+                    if announced is not None:
+                        message.filler_text, announced = announced or None, None
+                message.pieces.append(r)
+    return Extracted(rows, texts, events, vad_marks, playback, list(messages.values()))
 
 
 def describe_error(rec: dict[str, Any]) -> str:

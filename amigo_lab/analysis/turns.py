@@ -8,7 +8,6 @@ with :func:`turns` on a frame log, then :func:`latency_summary` for p50/p90 per 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

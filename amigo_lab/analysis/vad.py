@@ -34,7 +34,11 @@ from amigo_lab.analysis._frames import (
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.turns import turns
 from amigo_lab.protocol import NewAudioMessage, ServerError, describe_close
-from amigo_lab.protocol.constants import SAMPLE_RATE, VAD_END_SILENCE_MS, VAD_MIN_SPEECH_MS
+from amigo_lab.protocol.constants import (
+    SAMPLE_RATE,
+    VAD_END_SILENCE_MS,
+    VAD_MIN_SPEECH_MS,
+)
 
 __all__ = ["SEGMENT_COLUMNS", "reference_vad_segments", "vad_segments", "vad_timeline"]
 
@@ -125,10 +129,10 @@ def _client(ex: Extracted) -> list[dict[str, Any]]:
                 flush()
                 run = [t, end, 1]
     flush()
-    for utterance in ex.utterances:
-        if utterance.kind == "text":
-            out.append(_row(utterance.text_t, utterance.text_t, "client", "text", label=_short(utterance.text),
-                            detail=f"user text at {utterance.text_t:.3f} s: {escape(utterance.text or '')}"))
+    for rec in ex.texts:
+        t, text = float(rec["t"]), opt_str(rec["text"])
+        out.append(_row(t, t, "client", "text", label=_short(text),
+                        detail=f"user text at {t:.3f} s: {escape(text or '')}"))
     return out
 
 

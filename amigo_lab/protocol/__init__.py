@@ -8,7 +8,12 @@ one account of interactions and latencies (:class:`Fold`, :data:`LATENCIES`).
 """
 
 from amigo_lab.protocol import constants, fold, wire
-from amigo_lab.protocol.codes import RECONNECT_CODES, CloseCode, describe_close, should_reconnect
+from amigo_lab.protocol.codes import (
+    RECONNECT_CODES,
+    CloseCode,
+    describe_close,
+    should_reconnect,
+)
 from amigo_lab.protocol.conversation import (
     CONVERSATION_COMPLETED,
     TRANSITIONS,
@@ -31,7 +36,13 @@ from amigo_lab.protocol.endpoint import (
     region_host,
     token_from_subprotocols,
 )
-from amigo_lab.protocol.errors import FrameError, LocalProtocolError, ProtocolError, RemoteProtocolError
+from amigo_lab.protocol.errors import (
+    FrameError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from amigo_lab.protocol.fold import LATENCIES, Fold, latency_definition
 from amigo_lab.protocol.frames import (
     CLIENT_FRAME_TYPES,
     FRAME_TYPES,
@@ -62,21 +73,70 @@ from amigo_lab.protocol.frames import (
     parse,
     serialize,
 )
-from amigo_lab.protocol.fold import LATENCIES, Fold, latency_definition
 from amigo_lab.protocol.wire import init_ack_id, is_init_ack, is_vad_ack
 
 __all__ = [
-    "CLIENT_FRAME_TYPES", "CONVERSATION_COMPLETED", "FRAME_TYPES", "LATENCIES", "RECONNECT_CODES", "REDACTED",
-    "SERVER_FRAME_TYPES", "TRANSITIONS",
-    "CloseCode", "CloseConnection", "ConnectParams", "ContinueConversation", "Conversation",
-    "ConversationContinued", "ConversationCreated", "CurrentAgentAction", "ExtendTimeout", "Fold",
-    "FinishConversation", "Frame", "FrameError", "InteractionComplete", "LocalProtocolError",
-    "NewAudioMessage", "NewMessage", "NewTextMessage", "ProtocolError", "ProtocolViolation", "QueryError",
-    "RemoteProtocolError", "Role", "ServerError", "StartConversation", "State", "SwitchVadMode",
-    "UnknownFrame", "UserMessageAvailable", "VadModeSwitched", "VadSpeechEnded", "VadSpeechResetZero",
+    "CLIENT_FRAME_TYPES",
+    "CONVERSATION_COMPLETED",
+    "FRAME_TYPES",
+    "LATENCIES",
+    "RECONNECT_CODES",
+    "REDACTED",
+    "SERVER_FRAME_TYPES",
+    "TRANSITIONS",
+    "CloseCode",
+    "CloseConnection",
+    "ConnectParams",
+    "ContinueConversation",
+    "Conversation",
+    "ConversationContinued",
+    "ConversationCreated",
+    "CurrentAgentAction",
+    "ExtendTimeout",
+    "FinishConversation",
+    "Fold",
+    "Frame",
+    "FrameError",
+    "InteractionComplete",
+    "LocalProtocolError",
+    "NewAudioMessage",
+    "NewMessage",
+    "NewTextMessage",
+    "ProtocolError",
+    "ProtocolViolation",
+    "QueryError",
+    "RemoteProtocolError",
+    "Role",
+    "ServerError",
+    "StartConversation",
+    "State",
+    "SwitchVadMode",
+    "UnknownFrame",
+    "UserMessageAvailable",
+    "VadModeSwitched",
+    "VadSpeechEnded",
+    "VadSpeechResetZero",
     "VadSpeechStarted",
-    "auth_subprotocol", "build_url", "constants", "describe_close", "event_of", "fold", "from_dict", "init_ack_id",
-    "is_init_ack", "is_loopback_host", "is_vad_ack", "latency_definition", "normalise_alignment", "parse",
-    "parse_path", "parse_query", "redact", "region_host", "serialize", "should_reconnect",
-    "token_from_subprotocols", "wire",
+    "auth_subprotocol",
+    "build_url",
+    "constants",
+    "describe_close",
+    "event_of",
+    "fold",
+    "from_dict",
+    "init_ack_id",
+    "is_init_ack",
+    "is_loopback_host",
+    "is_vad_ack",
+    "latency_definition",
+    "normalise_alignment",
+    "parse",
+    "parse_path",
+    "parse_query",
+    "redact",
+    "region_host",
+    "serialize",
+    "should_reconnect",
+    "token_from_subprotocols",
+    "wire",
 ]

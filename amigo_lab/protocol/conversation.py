@@ -354,10 +354,10 @@ class Conversation:
 
 __all__ = [
     "CONVERSATION_COMPLETED",
+    "TRANSITIONS",
     "Conversation",
     "ProtocolViolation",
     "Role",
     "State",
-    "TRANSITIONS",
     "event_of",
 ]

@@ -45,7 +45,7 @@ class RemoteProtocolError(ProtocolError):
     ``frame`` holds the offending frame when it parsed, so a tolerant client can still log it.
     """
 
-    def __init__(self, message: str, *, frame: "Frame | None" = None, http_error_code: int = 400,
+    def __init__(self, message: str, *, frame: Frame | None = None, http_error_code: int = 400,
                  close_code: int | None = None) -> None:
         super().__init__(message, http_error_code=http_error_code, close_code=close_code)
         self.frame = frame

@@ -67,11 +67,17 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 from amigo_lab.protocol.codes import describe_close
-from amigo_lab.protocol.constants import ACTION_TOO_LONG, MESSAGE_TYPE_EXTERNAL_EVENT, SAMPLE_RATE, SAMPLE_WIDTH_BYTES
+from amigo_lab.protocol.constants import (
+    ACTION_TOO_LONG,
+    MESSAGE_TYPE_EXTERNAL_EVENT,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH_BYTES,
+)
 from amigo_lab.protocol.frames import (
     ContinueConversation,
     ConversationCreated,
@@ -218,7 +224,7 @@ class InteractionCompleted:
 
     index: int
     keys: tuple[str, ...]
-    record: "Interaction"
+    record: Interaction
     t: float
 
 
@@ -232,7 +238,7 @@ class InteractionVoided:
     description: str
     t: float
     reason: str
-    record: "Interaction"
+    record: Interaction
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,7 @@ class InteractionUpdated:
     """A fact that arrived after interaction ``index`` ended (first heard, a flush): its new ``record``."""
 
     index: int
-    record: "Interaction"
+    record: Interaction
     t: float
 
 
@@ -284,8 +290,8 @@ class Violation:
     description: str
 
 
-FoldEvent = Union[UserTurnEnded, InteractionStarted, AgentPiece, BargeIn, SpeechDiscarded, InteractionCompleted,
-                  InteractionVoided, InteractionUpdated, ErrorReceived, InputDropped, Violation]
+FoldEvent = (UserTurnEnded | InteractionStarted | AgentPiece | BargeIn | SpeechDiscarded | InteractionCompleted
+             | InteractionVoided | InteractionUpdated | ErrorReceived | InputDropped | Violation)
 
 
 @dataclass(frozen=True)
@@ -338,8 +344,8 @@ class _Input:
     hint: float | None = None
     text: str | None = None
     segmented: bool = False  # push-to-talk whose audio the server's VAD cut into segments
-    last_segment: "_Input | None" = None
-    owner: "_Open | None" = None  # the interaction it went to
+    last_segment: _Input | None = None
+    owner: _Open | None = None  # the interaction it went to
 
     def user_end(self) -> float | None:
         ends = [x for x in (self.speech_end, self.audio_end, self.hint) if x is not None]
@@ -375,7 +381,7 @@ class _Open:
     uma_id: str | None = None
     uma_text: str | None = None
     got_server: bool = False
-    messages: "OrderedDict[str, _Message]" = field(default_factory=OrderedDict)
+    messages: OrderedDict[str, _Message] = field(default_factory=OrderedDict)
     actions: list[Mapping[str, Any]] = field(default_factory=list)
     filler_texts: list[str] = field(default_factory=list)
     filler_next: bool = False
@@ -389,8 +395,12 @@ class _Open:
     error: str | None = None
 
 
-class _AudioClock:
-    """Positions on the user's audio clock (ms sent since the stream began) -> log ``t`` (rule 2)."""
+class AudioClock:
+    """Positions on the user's audio clock (ms of audio sent since the stream began) -> log ``t`` (rule 2).
+
+    :meth:`add` each sent chunk, :meth:`restart` when the stream begins afresh (a new connection, VAD switched
+    on), :meth:`to_t` a position the server reported. Memory stays bounded on long streams.
+    """
 
     def __init__(self) -> None:
         self._starts: list[float] = []
@@ -398,11 +408,13 @@ class _AudioClock:
         self._position = 0.0
 
     def restart(self) -> None:
+        """The stream begins again at position 0."""
         self._starts.clear()
         self._times.clear()
         self._position = 0.0
 
     def add(self, ms: float, t: float) -> None:
+        """A chunk of ``ms`` milliseconds was sent at ``t``."""
         if len(self._starts) >= _CLOCK_CHUNKS:
             # Positions far behind the stream are no longer asked for; keep the recent half.
             del self._starts[: _CLOCK_CHUNKS // 2]
@@ -412,6 +424,7 @@ class _AudioClock:
         self._position += ms
 
     def to_t(self, audio_ms: float | None, *, at_t: float) -> float | None:
+        """``t`` of position ``audio_ms`` reported at ``at_t`` (never later); None without a position or audio."""
         if audio_ms is None or not self._starts:
             return None
         i = min(max(bisect_right(self._starts, audio_ms) - 1, 0), len(self._starts) - 1)
@@ -463,7 +476,7 @@ class Fold:
         self._events: list[_Input] = []
         self._start_t: float | None = None
         self._vad_on = False
-        self._clock = _AudioClock()
+        self._clock = AudioClock()
         self._ptt: _Input | None = None
         self._segment: _Input | None = None
         self._audio_keys: deque[str] = deque()
@@ -937,7 +950,7 @@ class Fold:
 
 __all__ = [
     "KINDS", "LATENCIES", "STAMPS",
-    "AgentPiece", "BargeIn", "ErrorReceived", "Fold", "FoldEvent", "InputDropped", "Interaction",
+    "AgentPiece", "AudioClock", "BargeIn", "ErrorReceived", "Fold", "FoldEvent", "InputDropped", "Interaction",
     "InteractionCompleted", "InteractionStarted", "InteractionUpdated", "InteractionVoided", "PendingInput",
     "SpeechDiscarded",
     "UserTurnEnded", "Violation", "latency_definition",

@@ -28,23 +28,28 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from amigo_lab.protocol import wire
-from amigo_lab.protocol.constants import DEFAULT_VERSION_SET, MESSAGE_TYPE_USER, MESSAGE_TYPES
+from amigo_lab.protocol.constants import (
+    DEFAULT_VERSION_SET,
+    MESSAGE_TYPE_USER,
+    MESSAGE_TYPES,
+)
 from amigo_lab.protocol.errors import FrameError
 
 _HEX24 = re.compile(r"[0-9a-f]{24}\Z")
 
 #: Wire type -> frame class. Filled by :func:`_register`; the single source of truth for :func:`parse`.
-FRAME_TYPES: dict[str, type["Frame"]] = {}
+FRAME_TYPES: dict[str, type[Frame]] = {}
 
 #: An alignment: ``((ms, char), ...)``, the start of each character in the piece's audio.
 Alignment = tuple[tuple[float, str], ...]
 
 
-def _register(cls: type["Frame"]) -> type["Frame"]:
+def _register(cls: type[Frame]) -> type[Frame]:
     FRAME_TYPES[cls.TYPE] = cls
     return cls
 
@@ -52,11 +57,11 @@ def _register(cls: type["Frame"]) -> type["Frame"]:
 # --- strict field checks (client frames): each raises FrameError naming the field -------------------------
 
 
-def _fail(frame: "Frame", name: str, message: str) -> FrameError:
+def _fail(frame: Frame, name: str, message: str) -> FrameError:
     return FrameError(message, field=name, frame_type=frame.type)
 
 
-def _check_str(frame: "Frame", name: str, *, non_empty: bool = False) -> None:
+def _check_str(frame: Frame, name: str, *, non_empty: bool = False) -> None:
     value = getattr(frame, name)
     if not isinstance(value, str):
         raise _fail(frame, name, f"must be a string, got {type(value).__name__}")
@@ -64,12 +69,12 @@ def _check_str(frame: "Frame", name: str, *, non_empty: bool = False) -> None:
         raise _fail(frame, name, "must not be empty")
 
 
-def _check_bool(frame: "Frame", name: str) -> None:
+def _check_bool(frame: Frame, name: str) -> None:
     if not isinstance(getattr(frame, name), bool):
         raise _fail(frame, name, f"must be true or false, got {getattr(frame, name)!r}")
 
 
-def _check_base64(frame: "Frame", name: str) -> bytes | None:
+def _check_base64(frame: Frame, name: str) -> bytes | None:
     """Validate an optional base64 field and return its bytes (validating means decoding; keep the result)."""
     value = getattr(frame, name)
     if value is None:
@@ -91,7 +96,7 @@ def _is_number(value: object) -> bool:
 _NO_RAW = object()
 
 
-def _lenient(frame: "Frame", name: str, read: Callable[[Any], Any], default: Any, want: str) -> None:
+def _lenient(frame: Frame, name: str, read: Callable[[Any], Any], default: Any, want: str) -> None:
     """Replace field ``name`` by ``read(value)``; when that raises ValueError, by ``default``, noting why."""
     value = getattr(frame, name)
     try:
@@ -272,7 +277,8 @@ class Frame:
 
     def __post_init__(self) -> None:
         if not isinstance(self.extra, Mapping):
-            raise _fail(self, "extra", "must be a mapping of extra wire keys")
+            # Every bad field is a FrameError (a ValueError), so callers catch one class.
+            raise _fail(self, "extra", "must be a mapping of extra wire keys")  # noqa: TRY004
         defined = {f.name for f in fields(self)} - {"extra"}
         clash = (defined | {"type"}) & set(self.extra)
         if clash:
@@ -380,7 +386,7 @@ class NewAudioMessage(Frame):
         object.__setattr__(self, _DECODED, _check_base64(self, "audio"))
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> "NewAudioMessage":
+    def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> NewAudioMessage:
         """Wrap raw audio bytes (or None for end of audio). Next: :func:`serialize` or a session's send."""
         return cls(audio=_encode_base64(data))
 
@@ -540,7 +546,7 @@ class NewMessage(Frame):
 
     @classmethod
     def audio_piece(cls, data: bytes, *, stop: bool, sequence_number: int, message_id: str,
-                    transcript_alignment: Alignment | None = None) -> "NewMessage":
+                    transcript_alignment: Alignment | None = None) -> NewMessage:
         """Build an audio piece from raw bytes (the server side's constructor)."""
         return cls(message=_encode_base64(data) or "", stop=stop, sequence_number=sequence_number,
                    message_id=message_id, transcript_alignment=transcript_alignment)

@@ -23,7 +23,8 @@ session's transport seam, without editing the library.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from amigo_lab.protocol.frames import Frame
@@ -104,7 +105,7 @@ ALIGNMENT_SECONDS_ARRAY_KEYS = ("character_start_times_seconds", "charStartTimes
 # --- answers a client waits for ----------------------------------------------------------------------------
 
 
-def init_ack_id(frame: "Frame") -> str | None:
+def init_ack_id(frame: Frame) -> str | None:
     """The conversation id an initialisation answer carries, or None when ``frame`` is not such an answer.
 
     Any ``server.conversation-*`` frame counts, known or not (a server may name its continue-ack otherwise);
@@ -120,7 +121,7 @@ def init_ack_id(frame: "Frame") -> str | None:
     return None if value is None else str(value)
 
 
-def is_init_ack(frame: "Frame", requested_conversation_id: str | None) -> bool:
+def is_init_ack(frame: Frame, requested_conversation_id: str | None) -> bool:
     """True when ``frame`` answers our start (``requested_conversation_id`` None) or continue of that id.
 
     A start is answered by any ``server.conversation-*`` frame; a continue by one carrying the requested id
@@ -132,7 +133,7 @@ def is_init_ack(frame: "Frame", requested_conversation_id: str | None) -> bool:
     return requested_conversation_id is None or init_ack_id(frame) in (None, "", requested_conversation_id)
 
 
-def is_vad_ack(frame: "Frame", requested_on: bool) -> bool:
+def is_vad_ack(frame: Frame, requested_on: bool) -> bool:
     """True when ``frame`` answers ``client.switch-vad-mode(requested_on)``.
 
     A ``server.vad-mode-switched`` without its ``vad_mode_on`` field answers whatever was asked last; one with

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from amigo_lab import analysis, protocol as p
+from amigo_lab import analysis
+from amigo_lab import protocol as p
 from amigo_lab.analysis._frames import replay
 from amigo_lab.framelog import FrameLog
 from amigo_lab.protocol.fold import LATENCIES, Fold
@@ -31,13 +32,13 @@ def deviating_session():
         # Agent output before the transcript; an unreadable alignment keeps the audio.
         ("received", json.dumps({"type": "server.new-message", "message": B64, "message_id": "m1",
                                  "sequence_number": 1, "transcript_alignment": "??"}), PCM),
-        ("received", '{"type":"server.user-message-available","message_id":"u1","user_message":"what are your '
-                     'hours"}', None),
+        ("received", ('{"type":"server.user-message-available","message_id":"u1","user_message":"what are your '
+                      'hours"}'), None),
         ("received", '{"type":"server.error","http_error_code":"400","error_description":"bad chunk"}', None),
         ("received", json.dumps({"type": "server.new-message", "message": B64, "message_id": "m1",
                                  "sequence_number": 2, "stop": True}), PCM),
-        ("received", '{"type":"server.interaction-complete","message_id":"m1","interaction_id":"i1",'
-                     '"full_message":"Nine to five"}', None),
+        ("received", ('{"type":"server.interaction-complete","message_id":"m1","interaction_id":"i1",'
+                      '"full_message":"Nine to five"}'), None),
         ("sent", p.NewTextMessage(text="thanks"), None),
         ("received", '{"type":"server.error","http_error_code":"503","error_description":"agent down"}', None),
         ("local", "connection.closed", None),

@@ -38,9 +38,10 @@ def test_text_session(recorded):
     assert list(table["status"]) == ["complete"] * 3
     assert list(table["transcript"].iloc[1:]) == ["hello there how are you", "hola, ¿a qué hora abren?"]
     assert list(table["reply_text"].iloc[1:]) == [english.text, spanish.text]
-    # The session measures the same span on the same clock.
-    assert table["latency_first_text_ms"].iloc[1] == pytest.approx(english.timings["latency_ms"], abs=0.01)
-    assert table["latency_first_text_ms"].iloc[2] == pytest.approx(spanish.timings["latency_ms"], abs=0.01)
+    # The session and the analysis give the same latency, under the same name, from the same fold.
+    for row, reply in ((1, english), (2, spanish)):
+        assert table["latency_first_text_ms"].iloc[row] == pytest.approx(reply.timings["latency_first_text_ms"],
+                                                                         abs=0.01)
     assert table["latency_first_audio_ms"].isna().all()
     langs = aa.languages(frames)
     user = langs[langs["side"] == "user"]
@@ -59,7 +60,8 @@ def test_voice_session(recorded):
     assert list(table["user_kind"]) == ["greeting", "audio"]
     row = table.iloc[1]
     assert row["transcript"] == reply.user_text and row["reply_text"] == reply.text
-    assert row["latency_first_audio_ms"] == pytest.approx(reply.timings["latency_ms"], abs=0.01)
+    for name in ("latency_first_audio_ms", "latency_first_answer_audio_ms", "latency_complete_ms"):
+        assert row[name] == pytest.approx(reply.timings[name], abs=0.01), name
     assert row["reply_audio_ms"] == pytest.approx(len(reply.audio) * 1000 / reply.sr, abs=1)
     assert not row["interrupted"] and row["heard_ms"] == row["reply_audio_ms"]
 

@@ -454,12 +454,12 @@ def test_unknown_directions_and_local_kinds():
 
 
 def test_audio_clock_memory_is_bounded():
-    clock = f._AudioClock()
+    clock = f.AudioClock()
     for k in range(f._CLOCK_CHUNKS + 10):
         clock.add(20.0, k * 0.02)
     assert len(clock._starts) <= f._CLOCK_CHUNKS
     assert clock.to_t((f._CLOCK_CHUNKS + 5) * 20.0, at_t=1e9) == pytest.approx((f._CLOCK_CHUNKS + 5) * 0.02)
-    assert clock.to_t(None, at_t=1.0) is None and f._AudioClock().to_t(5.0, at_t=1.0) is None
+    assert clock.to_t(None, at_t=1.0) is None and f.AudioClock().to_t(5.0, at_t=1.0) is None
 
 
 def test_message_and_interaction_memory_is_bounded():
