@@ -4,7 +4,7 @@ Get one from :func:`amigo_lab.connect`, then talk::
 
     session = amigo_lab.connect()                 # the embedded emulator; the greeting is session.greeting
     reply = session.say("Hi, I need a doctor's appointment").result()
-    reply.text, reply.audio, reply.timings["latency_ms"]
+    reply.text, reply.audio, reply.timings["latency_first_audio_ms"]
     turn = session.send_audio("question.wav")     # streamed in real time; push-to-talk unless VAD is on
     session.frames                                # every frame both ways, as a DataFrame
 

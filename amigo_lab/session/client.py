@@ -54,6 +54,7 @@ from amigo_lab.protocol import (
     should_reconnect,
 )
 from amigo_lab.protocol import constants as C
+from amigo_lab.protocol.fold import Fold, FoldEvent, Interaction, InteractionCompleted, InteractionVoided
 from amigo_lab.session.errors import (
     ConnectionClosedError,
     ResponseTimeoutError,
@@ -113,6 +114,11 @@ class _Outgoing:
     audio: bytes | None = None
     audio_ms: float | None = None
     on_sent: Callable[[Mapping[str, Any]], None] | None = None
+    key: str | None = None  # the fold's name for the user input this frame begins (the turn's id)
+
+
+#: Interaction records kept for building Reply.timings (the last few; bounded whatever the session's length).
+_RECORDS_KEPT = 16
 
 
 class Session:
@@ -192,6 +198,12 @@ class Session:
         self._last_activity = 0.0
         self._send_started: float | None = None
         self._warned: set[str] = set()
+        # The interaction fold sees every entry of the log, in order, on the loop thread (see _fold_entry).
+        self._fold = Fold(response_format=params.response_format, audio_format=self._audio_format)
+        self._feed_key: str | None = None
+        self._records: collections.OrderedDict[str, Interaction] = collections.OrderedDict()
+        self._event_listeners: list[Callable[[FoldEvent], Any]] = []
+        self._tracker.fold_record = self._fold_record
 
         # Shared state (read from any thread; written under the lock or on the loop).
         self._lock = threading.Lock()
@@ -203,6 +215,7 @@ class Session:
         self.conversation_id: str | None = None
         self.greeting: Turn | None = None
         self._remove_hook = self._bg.add_shutdown_hook(_weak_hook(self))
+        self._log.subscribe(self._fold_entry)
 
     # --- properties -------------------------------------------------------------------------------------
 
@@ -384,7 +397,7 @@ class Session:
         frame = NewTextMessage(text=text)
         self._check_usable()
         pending = _Pending(self._new_turn("text", text), "text", text=text)
-        self._submit(_Outgoing(frame, owner=pending,
+        self._submit(_Outgoing(frame, owner=pending, key=pending.key,
                                on_sent=lambda entry: self._tracker.user_sent(pending, entry)))
         return pending.turn
 
@@ -397,7 +410,7 @@ class Session:
         frame = NewTextMessage(text=text, message_type=C.MESSAGE_TYPE_EXTERNAL_EVENT)
         self._check_usable()
         pending = _Pending(self._new_turn("event", text), "event", text=text)
-        self._submit(_Outgoing(frame, owner=pending,
+        self._submit(_Outgoing(frame, owner=pending, key=pending.key,
                                on_sent=lambda entry: self._tracker.event_sent(pending, entry)))
         return pending.turn
 
@@ -456,7 +469,7 @@ class Session:
         """End the user's audio (``audio: null``): the server answers what it heard. Returns that Turn."""
         self._check_usable()
         pending = _Pending(self._new_turn("audio", None), "audio")
-        self._submit(_Outgoing(NewAudioMessage(audio=None), owner=pending, audio=b"", audio_ms=0.0,
+        self._submit(_Outgoing(NewAudioMessage(audio=None), owner=pending, audio=b"", audio_ms=0.0, key=pending.key,
                                on_sent=lambda entry: self._tracker.audio_ended(entry, pending)))
         return pending.turn
 
@@ -489,6 +502,62 @@ class Session:
         swallowed. Returns a function that removes the callback.
         """
         return self._log.subscribe(callback)
+
+    def on_event(self, callback: Callable[[FoldEvent], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event of the interaction fold (:mod:`amigo_lab.protocol.fold`).
+
+        Events come in order: ``UserTurnEnded``, ``InteractionStarted``, ``AgentPiece``, ``BargeIn``,
+        ``SpeechDiscarded``, ``InteractionCompleted`` / ``InteractionVoided`` (with the interaction's record and
+        its latencies under the names of :data:`amigo_lab.protocol.fold.LATENCIES`), ``InteractionUpdated``,
+        ``ErrorReceived``, ``InputDropped``, ``Violation``. The fold is fed every frame sent and received and
+        every local entry of the frame log (playback reports of the player included), so what a callback
+        sees is what :func:`amigo_lab.analysis.turns` computes from the saved log. Keys in events are turn
+        ids (``turn.id``). Runs on the session's loop thread: keep it short, never block. Exceptions are
+        logged and swallowed. Returns a function that removes the callback.
+        """
+        self._event_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._event_listeners:
+                self._event_listeners.remove(callback)
+
+        return remove
+
+    def _fold_entry(self, entry: Mapping[str, Any], frame: Frame | None) -> None:
+        """Feed one log entry to the fold (on the loop thread: entries recorded elsewhere hop there first)."""
+        if not self._bg.in_loop_thread():
+            self._bg.loop.call_soon_threadsafe(self._fold_entry, entry, frame)
+            return
+        direction, t = entry["direction"], entry["t"]
+        try:
+            if frame is not None and direction in ("sent", "received"):
+                self._fold.feed(direction, frame, t, key=self._feed_key if direction == "sent" else None,
+                                audio_ms=entry["audio_ms"])
+            elif entry["type"] == "binary" and direction == "received":
+                piece = NewMessage(message="", message_id=entry["message_id"] or "")
+                self._fold.feed("received", piece, t, audio_ms=entry["audio_ms"])
+            elif direction == "local":
+                fields = {k: entry[k] for k in ("close_code", "close_reason", "message_id", "played_ms", "audio_ms")
+                          if entry[k] is not None}
+                self._fold.feed_local(entry["type"], t, **fields)
+        except Exception:  # the fold never raises on odd input; a bug there must not cost the frame
+            logger.exception("the interaction fold failed on entry %s (%s)", entry["seq"], entry["type"])
+            return
+        for event in self._fold.events_received():
+            if isinstance(event, (InteractionCompleted, InteractionVoided)):
+                key = event.record.answer_message_id or event.record.interaction_id or str(event.index)
+                self._records[key] = event.record
+                while len(self._records) > _RECORDS_KEPT:
+                    self._records.popitem(last=False)
+            for listener in list(self._event_listeners):
+                try:
+                    listener(event)
+                except Exception:  # a broken widget must never break the session
+                    logger.exception("an on_event callback failed on %s", type(event).__name__)
+
+    def _fold_record(self, message_id: str, interaction_id: str) -> Interaction | None:
+        """The fold's record of the interaction that ``interaction-complete`` named, if it has one."""
+        return self._records.get(message_id) or self._records.get(interaction_id)
 
     def _discard(self) -> None:
         """Drop the socket without a word and close the log (when connect() fails half way)."""
@@ -527,6 +596,7 @@ class Session:
     def _new_turn(self, kind: str, request: str | None) -> Turn:
         turn = Turn(kind, request, display_timeout=self._timeout, in_loop_thread=self._bg.in_loop_thread)
         with self._lock:
+            turn.id = f"turn-{len(self._turns) + 1}"
             self._turns.append(turn)
         return turn
 
@@ -1049,7 +1119,8 @@ class Session:
                     continue
                 try:
                     await self._pace()
-                    entry = await self._send_now(item.frame, audio=item.audio, audio_ms=item.audio_ms)
+                    entry = await self._send_now(item.frame, audio=item.audio, audio_ms=item.audio_ms,
+                                                 key=item.key)
                 except asyncio.CancelledError:
                     # The session closed while this frame waited for its turn on the wire: it is neither
                     # queued nor tracked any more, so its Turn must learn why here or it would never end.
@@ -1084,17 +1155,21 @@ class Session:
                 except Exception:
                     logger.exception("bookkeeping after sending %s failed", item.frame.type)
 
-    async def _send_now(self, frame: Frame, *, audio: bytes | None = None,
-                        audio_ms: float | None = None) -> Mapping[str, Any]:
+    async def _send_now(self, frame: Frame, *, audio: bytes | None = None, audio_ms: float | None = None,
+                        key: str | None = None) -> Mapping[str, Any]:
         transport = self._transport
         if transport is None:
             raise self._fatal or self._closed_error or ConnectionClosedError(CloseCode.ABNORMAL, "not connected")
         self._conv.send(frame)
         entry: Mapping[str, Any] = {}
         for text in self._conv.data_to_send():
-            entry = self._log.record("sent", frame, raw=text, audio_bytes=audio,
-                                     audio_format=self._audio_format if audio is not None else None,
-                                     audio_ms=audio_ms)
+            self._feed_key = key
+            try:
+                entry = self._log.record("sent", frame, raw=text, audio_bytes=audio,
+                                         audio_format=self._audio_format if audio is not None else None,
+                                         audio_ms=audio_ms)
+            finally:
+                self._feed_key = None
             self._last_activity = self._send_started = asyncio.get_running_loop().time()
             try:
                 await transport.send(text)
@@ -1129,7 +1204,7 @@ class Session:
                     self._tracker.vad_audio_done(pending)
 
             self._enqueue(_Outgoing(NewAudioMessage.from_bytes(data), owner=pending, audio=data, audio_ms=ms,
-                                    on_sent=sent))
+                                    on_sent=sent, key=pending.key if index == 0 else None))
         if end and not pending.turn.done():
             if realtime and pieces:
                 await asyncio.sleep(max(0.0, start + len(pieces) * chunk_ms / 1000.0 - loop.time()))

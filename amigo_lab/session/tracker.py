@@ -40,6 +40,7 @@ from amigo_lab.protocol import (
     VadSpeechStarted,
 )
 from amigo_lab.protocol import constants as C
+from amigo_lab.protocol.fold import LATENCIES
 from amigo_lab.session.agent_audio import MessageAudio
 from amigo_lab.session.errors import SessionError, TurnError
 from amigo_lab.session.turns import Reply, Turn
@@ -76,6 +77,11 @@ class _Pending:
     # What left for this turn, kept until the server answers it, so a turn the socket lost can be sent again.
     sent_items: list[Any] = field(default_factory=list)
     answered: bool = False
+
+    @property
+    def key(self) -> str | None:
+        """The turn's id: the fold's key for this input."""
+        return self.turn.id
 
     def everyone(self) -> list["_Pending"]:
         return [self, *self.followers]
@@ -133,6 +139,8 @@ class _TurnTracker:
         self._last_complete: tuple[str, str] | None = None
         self._last_user_message_id: str | None = None
         self._completed_messages: set[str] = set()
+        #: Set by the session: ``fold_record(message_id, interaction_id)`` -> the fold's record, or None.
+        self.fold_record: Callable[[str, str], Any] = lambda message_id, interaction_id: None
 
     # --- the client's side ----------------------------------------------------------------------------
 
@@ -224,7 +232,7 @@ class _TurnTracker:
                                      message_id="", interaction_id="",
                                      timings={"sent": greeting.sent, "end_of_turn": greeting.end,
                                               "user_message": None, "first_piece": None, "first_audio": None,
-                                              "complete": _stamp(entry), "latency_ms": None}))
+                                              "complete": _stamp(entry), **dict.fromkeys(LATENCIES)}))
 
     def on_frame(self, frame: Frame, entry: Mapping[str, Any], audio: bytes | None, *, rate: int | None = None,
                  error: TurnError | None = None) -> None:
@@ -369,8 +377,10 @@ class _TurnTracker:
             "first_audio": current.first_audio,
             "complete": _stamp(entry),
         }
-        end, first = owner.end, current.first_piece
-        timings["latency_ms"] = (first["t"] - end["t"]) * 1000.0 if end and first else None
+        record = self.fold_record(frame.message_id, frame.interaction_id)
+        latencies = dict(record.latencies) if record is not None else {}
+        timings.update({name: latencies.get(name) for name in LATENCIES})
+        timings["stamps"] = dict(record.stamps) if record is not None else {}
         reply = Reply(
             text=text,
             user_text=current.user_text,

@@ -36,6 +36,11 @@ def _audio_html(samples: np.ndarray, sr: int) -> str:
     return f'<audio controls src="data:audio/wav;base64,{data}"></audio>'
 
 
+def _definition(name: str) -> str:
+    from amigo_lab.protocol.fold import latency_definition
+    return latency_definition(name)
+
+
 @dataclass(frozen=True, eq=False)
 class Reply:
     """What the agent answered in one interaction.
@@ -44,9 +49,16 @@ class Reply:
     user to say (text or transcript; None for agent-started interactions); ``audio`` the answer's audio as
     float32 at ``sr`` = 16 000 Hz (empty for text responses; filler audio excluded); ``filler_text`` what a
     slow action's filler said; ``actions`` the ``current-agent-action`` objects; ``interrupted`` is True when
-    the user barged in; ``timings`` holds stamps ``{"t": seconds on the log clock, "wall": UTC datetime}``
-    for ``sent``, ``end_of_turn``, ``user_message``, ``first_piece``, ``first_audio``, ``complete`` (None
-    when it did not happen) and ``latency_ms`` = first agent piece minus the user's end of turn.
+    the user barged in. ``timings`` holds:
+
+    - the latencies of the interaction fold, in ms (None when they do not apply), under the names of
+      :data:`amigo_lab.protocol.fold.LATENCIES`, e.g. ``latency_first_audio_ms`` (from the user's end of speech,
+      or the sent text, to the first agent audio piece) or ``vad_latency_first_audio_ms`` (from the arrival of
+      ``server.vad-speech-ended``); ``amigo_lab.protocol.fold.latency_definition(name)`` gives each definition,
+      and they are the numbers the panel and :func:`amigo_lab.analysis.turns` show;
+    - ``stamps``: the fold's stamps of the interaction (seconds on the log clock);
+    - log entries as ``{"t": seconds on the log clock, "wall": UTC datetime}`` for ``sent``, ``end_of_turn``,
+      ``user_message``, ``first_piece``, ``first_audio``, ``complete`` (None when it did not happen).
     """
 
     text: str
@@ -63,8 +75,8 @@ class Reply:
 
     def __repr__(self) -> str:
         seconds = self.audio.size / self.sr if self.sr else 0.0
-        latency = self.timings.get("latency_ms")
-        extra = f", latency {latency:.0f} ms" if latency is not None else ""
+        latency = self.timings.get("latency_first_audio_ms")
+        extra = f", latency_first_audio_ms {latency:.0f}" if latency is not None else ""
         flags = "".join([", interrupted" if self.interrupted else "",
                          ", conversation completed" if self.conversation_completed else ""])
         return f"<Reply {self.text!r} ({seconds:.2f} s audio{extra}{flags})>"
@@ -72,8 +84,10 @@ class Reply:
     def _repr_html_(self) -> str:
         user = f"<div><b>user:</b> {html.escape(self.user_text)}</div>" if self.user_text else ""
         filler = f"<div><i>filler:</i> {html.escape(self.filler_text)}</div>" if self.filler_text else ""
-        latency = self.timings.get("latency_ms")
-        meta = f"<small>latency {latency:.0f} ms</small>" if latency is not None else ""
+        name = "latency_first_audio_ms" if self.audio.size else "latency_first_text_ms"
+        latency = self.timings.get(name)
+        meta = (f"<small title='{html.escape(_definition(name))}'>{name} {latency:.0f}</small>"
+                if latency is not None else "")
         return (f"<div>{user}{filler}<div><b>agent:</b> {html.escape(self.text)}</div>"
                 f"{_audio_html(self.audio, self.sr)}{meta}</div>")
 
@@ -88,6 +102,8 @@ class Turn:
 
     def __init__(self, kind: str, request: str | None = None, *, display_timeout: float = 30.0,
                  in_loop_thread: Callable[[], bool] = lambda: False) -> None:
+        #: The session's name for this turn (``"turn-3"``); fold events name their inputs by it.
+        self.id: str | None = None
         self.kind = kind
         self.request = request
         self._future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
