@@ -32,8 +32,9 @@ Rules (each stated once)
    interaction with events only opens when the server begins it). Whatever the server sends for an
    interaction before ``user-message-available`` (actions, pieces) belongs to the interaction in flight: the
    waiting user turn (order-robust). Server output with no interaction in flight opens one (kind ``agent``).
-4. **No greeting.** When a user input ends while the greeting has received nothing, the greeting completes
-   empty and the user's interaction opens.
+4. **No greeting.** When the server begins the first user interaction (``user-message-available``) while the
+   greeting has received nothing, the greeting completes empty (reported) and the waiting input's interaction
+   opens. A user input that ends while the greeting is in flight waits behind it like any other.
 5. **Messages pair by ``message_id``**: a piece belongs to the interaction where its message began, even when
    another interaction is in flight. The answer is the message ``interaction-complete`` names; every other
    message is a **filler**. Before the complete, a message that begins after an ``action-too-long`` is taken
@@ -646,9 +647,12 @@ class Fold:
             self._violate(t, f"user-message-available {frame.message_id!r} began a new interaction before "
                              f"interaction-complete of interaction {current.index}")
             self._finish(current, t)
-        elif current is not None and current.kind == "greeting" and current.messages:
-            self._violate(t, f"user-message-available arrived before interaction-complete of the greeting "
-                             f"(interaction {current.index}); the greeting is taken as complete")
+        elif current is not None and current.kind == "greeting":
+            if current.got_server:
+                self._violate(t, f"user-message-available arrived before interaction-complete of the greeting "
+                                 f"(interaction {current.index}); the greeting is taken as complete")
+            else:
+                self._violate(t, "the server sent no greeting; it is taken as empty (rule 4)")
             self._finish(current, t)
         target = self._open or self._open_lazily(t)
         target.got_server = True
@@ -799,9 +803,6 @@ class Fold:
     def _ended(self, done: _Input, t: float) -> None:
         self._tail = None
         current = self._open
-        if current is not None and current.kind == "greeting" and not current.got_server:
-            self._finish(current, t)  # rule 4: no greeting
-            current = None
         if current is None:
             self._begin(done, _KIND_OF_SOURCE[done.source], t)
         else:

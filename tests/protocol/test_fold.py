@@ -99,13 +99,27 @@ def test_agent_output_before_the_transcript_belongs_to_the_waiting_turn():
     assert done.keys == ("k",) and done.record.user_message_id == "u1" and done.record.stamps["first_text"] == 2.2
 
 
-def test_no_greeting_resolves_the_greeting_empty_when_the_first_user_turn_begins():
+def test_no_greeting_resolves_the_greeting_empty_when_the_first_user_interaction_begins():
     feed = Feed()
     feed.start()
-    events = feed.text(1.0, "anyone there?", "k")
+    assert of(feed.text(1.0, "anyone there?", "k"), f.InteractionStarted) == []  # waits behind the greeting
+    events = feed.got(1.2, p.UserMessageAvailable(message_id="u", user_message="anyone there?"))
     [greeting] = of(events, f.InteractionCompleted)
     assert greeting.index == 0 and greeting.record.kind == "greeting" and greeting.record.reply_text == ""
+    assert "no greeting" in of(events, f.Violation)[0].description
     assert of(events, f.InteractionStarted)[0].keys == ("k",)
+
+
+def test_a_text_sent_before_the_greeting_arrives_waits_for_it():
+    feed = Feed(response_format="text")
+    feed.start()
+    feed.text(0.2, "hi", "k")
+    feed.piece(0.5, "g", 0, "Welcome!", stop=True)
+    events = feed.complete(0.6, "g", "Welcome!")
+    assert of(events, f.InteractionCompleted)[0].record.reply_text == "Welcome!"
+    [started] = of(events, f.InteractionStarted)
+    assert started.keys == ("k",)
+    assert feed.fold.interactions()[1].stamps["user_end"] == 0.2
 
 
 def test_interleaved_filler_and_answer_pair_by_message_id():
