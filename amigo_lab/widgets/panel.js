@@ -1,6 +1,7 @@
 // Session panel view: connection controls, state, VAD indicator, last turn's latency, live transcript and
 // errors. All of it is drawn from traits the kernel keeps up to date; the only messages sent back are
-// {kind: "connect"} and {kind: "disconnect"}. The microphone and player are sibling widgets in the same box.
+// {kind: "connect"}, {kind: "disconnect"} and {kind: "replay", index} (a turn's ▶ button). The microphone
+// and player are sibling widgets in the same box.
 
 function h(tag, className, text) {
   const node = document.createElement(tag);
@@ -47,7 +48,9 @@ function render({ model, el }) {
     vad.dataset.vad = vadState;
     vadLabel.textContent = VAD_LABELS[vadState] ?? vadState;
     const ms = model.get("latency_ms");
-    latency.textContent = ms === null || ms === undefined ? "" : `last turn latency ${Math.round(ms)} ms`;
+    const name = model.get("latency_name");
+    latency.textContent = ms === null || ms === undefined ? "" : `last turn ${name} ${Math.round(ms)} ms`;
+    latency.title = name ? `${name}: ${(model.get("definitions") || {})[name] ?? ""}` : "";
   }
 
   function renderError() {
@@ -67,7 +70,23 @@ function render({ model, el }) {
         if (line.filler) row.classList.add("amigo-panel-filler");
         if (line.interrupted) row.classList.add("amigo-panel-interrupted");
         row.dataset.messageId = line.message_id || "";
-        row.append(h("span", "amigo-panel-role", line.role), h("span", "amigo-panel-text", line.text));
+        const t = h("span", "amigo-panel-t", line.t === null || line.t === undefined ? "" : `${Number(line.t).toFixed(1)} s`);
+        row.append(t, h("span", "amigo-panel-role", line.role), h("span", "amigo-panel-text", line.text));
+        if (line.latency_ms !== null && line.latency_ms !== undefined) {
+          const chip = h("span", "amigo-panel-turn-latency", `${Math.round(line.latency_ms)} ms`);
+          chip.title = `${line.latency_name}: ${(model.get("definitions") || {})[line.latency_name] ?? ""}`;
+          row.append(chip);
+        }
+        if (line.index !== null && line.index !== undefined) {
+          row.dataset.index = line.index;
+          const replay = h("button", "amigo-panel-replay", "▶");
+          replay.title = `replay turn ${line.index}: the user's audio, then the agent's as heard`;
+          replay.addEventListener("click", (event) => {
+            event.stopPropagation();
+            model.send({ kind: "replay", index: line.index });
+          });
+          if (line.role === "agent") row.append(replay);
+        }
         return row;
       }),
     );
@@ -93,7 +112,7 @@ function render({ model, el }) {
     model.send({ kind: live ? "disconnect" : "connect" });
   });
 
-  for (const name of ["state", "conversation_id", "vad", "latency_ms"]) {
+  for (const name of ["state", "conversation_id", "vad", "latency_ms", "latency_name"]) {
     model.on(`change:${name}`, renderHeader);
   }
   model.on("change:error", renderError);

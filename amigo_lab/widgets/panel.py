@@ -24,11 +24,21 @@ from typing import Any, Mapping
 
 import anywidget
 import ipywidgets
+import numpy as np
 import pandas as pd
 import traitlets
 
+from amigo_lab.audio import SAMPLE_RATE
 from amigo_lab.protocol import CloseCode, describe_close
-from amigo_lab.protocol.constants import ACTION_TOO_LONG, MESSAGE_TYPE_EXTERNAL_EVENT
+from amigo_lab.protocol.constants import MESSAGE_TYPE_EXTERNAL_EVENT
+from amigo_lab.protocol.fold import (
+    LATENCIES,
+    AgentPiece,
+    BargeIn,
+    InteractionCompleted,
+    InteractionUpdated,
+    InteractionVoided,
+)
 from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.player import Player
@@ -41,6 +51,11 @@ _HERE = Path(__file__).parent
 
 PANEL_STATES = ("disconnected", "connecting", "connected", "reconnecting", "closing", "closed", "error")
 """What the panel shows about the connection."""
+
+REPLAY_MARGIN_S = 0.15
+"""Audio kept before the user's start and after the user's end of speech when a turn is replayed."""
+REPLAY_GAP_S = 0.3
+"""Silence between the user's audio and the agent's in a replay."""
 
 SESSION_WATCH_S = 0.5
 """How often the panel compares what it shows with the session's state."""
@@ -62,6 +77,13 @@ def _value(entry: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+def _sent_audio(recorded: Any, start: float, end: float) -> np.ndarray:
+    """The user's audio as sent between ``start`` and ``end`` on the session clock (float32, 16 kHz)."""
+    track = recorded.audio_track("sent")
+    a, b = max(0, int(start * SAMPLE_RATE)), max(0, int(end * SAMPLE_RATE))
+    return track[a:b]
+
+
 def _alignment_text(alignment: Any) -> str:
     if not alignment:
         return ""
@@ -73,14 +95,16 @@ def _alignment_text(alignment: Any) -> str:
 
 
 class SessionView(anywidget.AnyWidget):
-    """The status part of the panel, drawn from a session's frame log.
+    """The status part of the panel: connection from the frame log, the conversation from the protocol fold.
 
     Traits (all set from Python): ``state`` (one of :data:`PANEL_STATES`), ``conversation_id``,
-    ``transcript`` (``[{"role": "user"|"agent"|"event", "text", "message_id", "interrupted",
-    "filler"}]``), ``vad`` (``"off"``, ``"listening"``, ``"speech"``), ``latency_ms`` (the last turn's:
-    first agent piece minus the user's end of turn), ``error`` and ``hint``.
-    The browser sends ``{"kind": "connect"}`` / ``{"kind": "disconnect"}`` from its button; the owning
-    :class:`SessionPanel` handles them.
+    ``transcript`` (``[{"role": "user"|"agent"|"event", "text", "message_id", "t", "interrupted", "filler",
+    "index", "latency_ms", "latency_name"}]``: ``t`` on the session clock, ``index`` the fold's interaction,
+    ``latency_*`` on the agent line of a completed turn), ``vad`` (``"off"``, ``"listening"``, ``"speech"``),
+    ``latency_ms`` / ``latency_name`` (the last completed turn's, under the fold's name: first audio for voice,
+    first text for text), ``definitions`` (latency name -> definition), ``error`` and ``hint``.
+    The browser sends ``{"kind": "connect"}`` / ``{"kind": "disconnect"}`` from its button and
+    ``{"kind": "replay", "index"}`` from a click on a turn; the owning :class:`SessionPanel` handles them.
     """
 
     _esm = _HERE / "panel.js"
@@ -91,30 +115,43 @@ class SessionView(anywidget.AnyWidget):
     transcript = traitlets.List(traitlets.Dict()).tag(sync=True)
     vad = traitlets.Enum(("off", "listening", "speech"), default_value="off").tag(sync=True)
     latency_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
+    latency_name = traitlets.Unicode("").tag(sync=True)
+    definitions = traitlets.Dict().tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     hint = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         self._lock = threading.RLock()
         self._lines: list[dict[str, Any]] = []
-        self._streaming: set[str] = set()     # agent messages with pieces but no stop yet
-        self._filler_next = False
-        self._user_end_t: float | None = None
         self._last_seq = -1
+        self._voice = True
+        # What the fold said, by message id, so lines made later (another subscriber's order) still get it.
+        self._role: dict[str, str] = {}
+        self._turn_of: dict[str, int] = {}
+        self._interrupted: set[str] = set()
+        self._latency: dict[str, tuple[float | None, str]] = {}
+        self.records: dict[int, Any] = {}
         self._remove_listener: Any = None
+        self._remove_fold: Any = None
         super().__init__(**kwargs)
+        self.definitions = {name: spec[2] for name, spec in LATENCIES.items()}
 
     # --- following a session -----------------------------------------------------------------------------
 
     def follow(self, session: Any) -> None:
         """Show ``session``: replay what its log already holds, then follow new entries live."""
+        from amigo_lab.widgets._fold_feed import follow_fold
+
         self.unfollow()
         # hold_sync: the browser gets the replay's end state in one message, not every step of it.
         with self._lock, self.hold_sync():
             self._reset()
+            params = getattr(session, "params", None)
+            self._voice = getattr(params, "response_format", "voice") != "text"
             self._remove_listener = session.on_frame(self._on_live_entry)
             for entry in session.log.to_dataframe().to_dict("records"):
                 self.apply(entry)
+            self._remove_fold = follow_fold(session, self.apply_fold)
             if self.state in ("disconnected", "error"):
                 self.state = "connected" if session.conversation_id else "connecting"
             if session.conversation_id:
@@ -122,21 +159,26 @@ class SessionView(anywidget.AnyWidget):
 
     def unfollow(self) -> None:
         """Stop following the current session (what is shown stays)."""
-        remove, self._remove_listener = self._remove_listener, None
-        if remove is not None:
-            remove()
+        for name in ("_remove_listener", "_remove_fold"):
+            remove = getattr(self, name)
+            setattr(self, name, None)
+            if remove is not None:
+                remove()
 
     def _reset(self) -> None:
         self._lines = []
-        self._streaming.clear()
-        self._filler_next = False
-        self._user_end_t = None
         self._last_seq = -1
+        self._role.clear()
+        self._turn_of.clear()
+        self._interrupted.clear()
+        self._latency.clear()
+        self.records = {}
         self.state = "disconnected"
         self.transcript = []
         self.conversation_id = ""
         self.vad = "off"
         self.latency_ms = None
+        self.latency_name = ""
         self.error = ""
         self.hint = ""
 
@@ -147,6 +189,42 @@ class SessionView(anywidget.AnyWidget):
         """Show an error line (and what to do about it) until the next error or a new session."""
         self.error = message
         self.hint = hint
+
+    # --- fold events -> what the conversation means ---------------------------------------------------------
+
+    def apply_fold(self, event: Any) -> None:
+        """Take one event of the protocol fold: filler vs answer, barge-in, each turn's latency."""
+        with self._lock:
+            if isinstance(event, AgentPiece):
+                self._turn_of[event.message_id] = event.index
+                self._role.setdefault(event.message_id, event.role)
+            elif isinstance(event, BargeIn):
+                self._interrupted.update(m for m, i in self._turn_of.items() if i == event.index)
+            elif isinstance(event, (InteractionCompleted, InteractionUpdated, InteractionVoided)):
+                self._take_record(event.record)
+            else:
+                return
+            self._publish()
+
+    def _take_record(self, record: Any) -> None:
+        self.records[record.index] = record
+        for message_id in record.filler_message_ids:
+            self._role[message_id] = "filler"
+            self._turn_of[message_id] = record.index
+        if record.user_message_id:
+            self._turn_of[record.user_message_id] = record.index
+        answer = record.answer_message_id
+        if answer:
+            self._role[answer] = "answer"
+            self._turn_of[answer] = record.index
+            if record.interrupted:
+                self._interrupted.add(answer)
+            name = "latency_first_audio_ms" if self._voice else "latency_first_text_ms"
+            value = record.latencies.get(name)
+            self._latency[answer] = (value, name)
+            if record.status == "completed" and record.kind != "greeting":
+                self.latency_ms = None if value is None else round(float(value), 3)
+                self.latency_name = name
 
     # --- entries -> what is shown -------------------------------------------------------------------------
 
@@ -164,20 +242,30 @@ class SessionView(anywidget.AnyWidget):
             if handler is not None:
                 handler(self, entry)
 
-    def _line(self, role: str, message_id: str | None, text: str, **flags: Any) -> dict[str, Any]:
+    def _line(self, role: str, message_id: str | None, text: str, t: Any = None) -> dict[str, Any]:
         for line in self._lines:
             if message_id and line["message_id"] == message_id and line["role"] == role:
                 line["text"] = text
-                line.update(flags)
                 return line
-        line = {"role": role, "text": text, "message_id": message_id or "", "interrupted": False,
-                "filler": False, **flags}
+        line = {"role": role, "text": text, "message_id": message_id or "",
+                "t": None if t is None else round(float(t), 3)}
         self._lines.append(line)
         del self._lines[:-MAX_TRANSCRIPT_LINES]
         return line
 
     def _publish(self) -> None:
-        self.transcript = [dict(line) for line in self._lines]
+        out = []
+        for line in self._lines:
+            message_id = line["message_id"]
+            shown = dict(line)
+            shown["filler"] = self._role.get(message_id) == "filler"
+            shown["interrupted"] = message_id in self._interrupted
+            shown["index"] = self._turn_of.get(message_id)
+            value, name = self._latency.get(message_id, (None, ""))
+            shown["latency_ms"] = None if value is None else round(float(value), 3)
+            shown["latency_name"] = name
+            out.append(shown)
+        self.transcript = out
 
     def _on_opened(self, _entry: Mapping[str, Any]) -> None:
         self.state = "connecting"
@@ -205,50 +293,30 @@ class SessionView(anywidget.AnyWidget):
 
     def _on_user_text(self, entry: Mapping[str, Any]) -> None:
         if _value(entry, "message_type") == MESSAGE_TYPE_EXTERNAL_EVENT:
-            self._line("event", None, _value(entry, "text") or "")
+            self._line("event", None, _value(entry, "text") or "", _value(entry, "t"))
             self._publish()
-            return
-        self._user_end_t = _value(entry, "t")
-
-    def _on_audio_sent(self, entry: Mapping[str, Any]) -> None:
-        if _value(entry, "stop"):
-            self._user_end_t = _value(entry, "t")      # push-to-talk: end of the user's audio
 
     def _on_user_message(self, entry: Mapping[str, Any]) -> None:
-        self._line("user", _value(entry, "message_id"), _value(entry, "text") or "")
+        self._line("user", _value(entry, "message_id"), _value(entry, "text") or "", _value(entry, "t"))
         self._publish()
-
-    def _on_action(self, entry: Mapping[str, Any]) -> None:
-        if _value(entry, "action_type") == ACTION_TOO_LONG:
-            self._filler_next = True
 
     def _on_piece(self, entry: Mapping[str, Any]) -> None:
         message_id = _value(entry, "message_id") or ""
-        if self._user_end_t is not None:
-            self.latency_ms = round((float(_value(entry, "t")) - float(self._user_end_t)) * 1000.0, 1)
-            self._user_end_t = None
         text = _value(entry, "text")
         piece = text if text is not None and _value(entry, "audio_format") is None else _alignment_text(
             _value(entry, "alignment"))
         existing = next((ln for ln in self._lines if ln["role"] == "agent" and ln["message_id"] == message_id), None)
         if existing is None:
-            flags = {"filler": True} if self._filler_next else {}
-            self._filler_next = False
-            self._line("agent", message_id, piece, **flags)
+            self._line("agent", message_id, piece, _value(entry, "t"))
         else:
             existing["text"] += piece
-        if _value(entry, "stop"):
-            self._streaming.discard(message_id)
-        else:
-            self._streaming.add(message_id)
         self._publish()
 
     def _on_complete(self, entry: Mapping[str, Any]) -> None:
         message_id = _value(entry, "message_id")
         full = _value(entry, "text")
         if full is not None:
-            self._line("agent", message_id, full)
-        self._streaming.discard(message_id or "")
+            self._line("agent", message_id, full, _value(entry, "t"))
         self._publish()
         if _value(entry, "conversation_completed"):
             self.state = "closing"
@@ -258,17 +326,9 @@ class SessionView(anywidget.AnyWidget):
 
     def _on_speech_started(self, _entry: Mapping[str, Any]) -> None:
         self.vad = "speech"
-        if self._streaming:
-            for line in self._lines:
-                if line["role"] == "agent" and line["message_id"] in self._streaming:
-                    line["interrupted"] = True
-            self._streaming.clear()
-            self._publish()
 
-    def _on_speech_ended(self, entry: Mapping[str, Any]) -> None:
+    def _on_speech_ended(self, _entry: Mapping[str, Any]) -> None:
         self.vad = "listening"
-        if _value(entry, "type") == "server.vad-speech-ended":
-            self._user_end_t = _value(entry, "t")
 
     def _on_server_error(self, entry: Mapping[str, Any]) -> None:
         code = _value(entry, "http_error_code")
@@ -288,11 +348,9 @@ _HANDLERS = {
     ("local", "client.invalid-frame"): SessionView._on_client_problem,
     ("local", "client.protocol-violation"): SessionView._on_client_problem,
     ("sent", "client.new-text-message"): SessionView._on_user_text,
-    ("sent", "client.new-audio-message"): SessionView._on_audio_sent,
     ("received", "server.conversation-created"): SessionView._on_conversation,
     ("received", "server.conversation-continued"): SessionView._on_conversation,
     ("received", "server.user-message-available"): SessionView._on_user_message,
-    ("received", "server.current-agent-action"): SessionView._on_action,
     ("received", "server.new-message"): SessionView._on_piece,
     ("received", "server.interaction-complete"): SessionView._on_complete,
     ("received", "server.vad-mode-switched"): SessionView._on_vad_switched,
@@ -349,11 +407,12 @@ class SessionPanel(ipywidgets.VBox):
         with self._lock:
             self._session = session
             self._owns_session = owned
-        self.view.follow(session)
+        # The view last: its "connected" is what callers wait for, so everything else is wired by then.
         self.player.attach(session)
         self.mic.session = session
         self.inspector.follow(session)
         self.waterfall.follow(session)
+        self.view.follow(session)
 
     def connect(self) -> Any:
         """Connect and return the session (blocks until connected). Errors show in the panel and raise.
@@ -436,13 +495,52 @@ class SessionPanel(ipywidgets.VBox):
         elif state == "active" and shown in ("reconnecting", "error") and session.conversation_id:
             self.view.state = "connected"
 
+    def replay(self, index: int) -> str:
+        """Play turn ``index`` (the fold's interaction index) again in the panel's player: the user's audio as
+        sent, then the agent's answer as heard (cut where the user barged in). Returns the message id the
+        playback reports carry. Next: the turn's frames in :attr:`inspector`, its latencies in :attr:`waterfall`.
+        """
+        from amigo_lab.errors import AmigoError
+        from amigo_lab.framelog import load_session
+
+        session = self._session
+        record = self.view.records.get(int(index))
+        if session is None or record is None:
+            raise AmigoError(f"no turn {index} to replay; turns shown: {sorted(self.view.records)}")
+        recorded = load_session(session.log.path)
+        parts: list[np.ndarray] = []
+        start, end = record.stamps.get("user_start"), record.stamps.get("user_end")
+        if record.kind in ("voice", "push-to-talk") and start is not None and end is not None:
+            parts.append(_sent_audio(recorded, start - REPLAY_MARGIN_S, end + REPLAY_MARGIN_S))
+            parts.append(np.zeros(int(SAMPLE_RATE * REPLAY_GAP_S), dtype=np.float32))
+        if record.answer_message_id:
+            agent = recorded.message_audio(record.answer_message_id)
+            heard = record.heard_ms if record.heard_ms is not None else None
+            if record.interrupted and heard is not None:
+                agent = agent[: int(SAMPLE_RATE * heard / 1000.0)]
+            parts.append(agent)
+        audio = np.concatenate([p.astype(np.float32) for p in parts]) if parts else np.zeros(0, np.float32)
+        if not audio.size:
+            raise AmigoError(f"turn {index} has no audio to replay (a text turn with a text answer?)")
+        return self.player.play(audio, sr=SAMPLE_RATE, message_id=f"local-replay-{index}")
+
     def _handle_view_message(self, _widget: Any, content: Any, _buffers: list) -> None:
         kind = content.get("kind") if isinstance(content, dict) else None
+        if kind == "replay":
+            threading.Thread(target=self._replay_in_background, args=(content.get("index"),),
+                             name="amigo_lab-panel-replay", daemon=True).start()
+            return
         # Connecting or closing waits on the network: do it off the kernel's comm thread.
         if kind == "connect":
             threading.Thread(target=self._connect_in_background, name="amigo_lab-panel-connect", daemon=True).start()
         elif kind == "disconnect":
             threading.Thread(target=self._disconnect_in_background, name="amigo_lab-panel-close", daemon=True).start()
+
+    def _replay_in_background(self, index: Any) -> None:
+        try:
+            self.replay(int(index))
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self.view.show_error(f"cannot replay turn {index}: {exc}")
 
     def _connect_in_background(self) -> None:
         try:

@@ -45,6 +45,7 @@ MAX_PENDING_BYTES = SAMPLE_RATE * 2 * 120
 """Audio kept while no browser view is ready yet (two minutes of PCM); older pieces are dropped beyond it."""
 
 _LOCAL_PIECE_MS = 200
+_LOCAL_PREFIX = "local-"
 _local_ids = itertools.count(1)
 
 
@@ -131,7 +132,8 @@ class Player(anywidget.AnyWidget):
 
     def play(self, audio: np.ndarray | bytes, *, sr: int = SAMPLE_RATE, message_id: str | None = None) -> str:
         """Play audio that did not come from the session: a float array (any ``sr``, mono or not) or
-        16 kHz PCM16 bytes. Returns the message id its playback reports carry."""
+        16 kHz PCM16 bytes. Returns the message id its playback reports carry; reports of ids that start
+        with ``"local-"`` (the default) stay out of the session's log, which records the agent's audio only."""
         if isinstance(audio, (bytes, bytearray, memoryview)):
             if sr != SAMPLE_RATE:
                 raise ValueError(f"PCM16 bytes must be {SAMPLE_RATE} Hz; pass a float array to resample")
@@ -139,7 +141,7 @@ class Player(anywidget.AnyWidget):
         else:
             samples = resample(to_mono(np.asarray(audio)), sr_in=sr, sr_out=SAMPLE_RATE)
             pcm = float_to_pcm16(samples)
-        message_id = message_id or f"local-{next(_local_ids)}"
+        message_id = message_id or f"{_LOCAL_PREFIX}{next(_local_ids)}"
         pieces = chunk_pcm16(pcm, sr=SAMPLE_RATE, ms=_LOCAL_PIECE_MS) or [b""]
         for index, piece in enumerate(pieces):
             self.feed(piece, message_id=message_id, stop=index == len(pieces) - 1)
@@ -207,7 +209,8 @@ class Player(anywidget.AnyWidget):
         self.played_ms = played_ms
         self.last_event = kind
         session = self._session
-        if session is not None:
+        if session is not None and not message_id.startswith(_LOCAL_PREFIX):
+            # Audio from play() is not the agent's: its reports would tell the fold of audio it never sent.
             session.log.record_local(PLAYBACK_EVENTS[kind], message_id=message_id, played_ms=played_ms)
         for sink in list(self._report_sinks):
             sink(kind, message_id, played_ms)
