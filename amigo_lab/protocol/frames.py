@@ -128,10 +128,11 @@ def _read_opt_bool(value: Any) -> bool | None:
 
 
 def _read_opt_int(value: Any) -> int | None:
+    # Readers raise ValueError for "cannot read this"; _lenient turns it into the default and a problem.
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(value)
+        raise ValueError(value)  # noqa: TRY004
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -277,8 +278,7 @@ class Frame:
 
     def __post_init__(self) -> None:
         if not isinstance(self.extra, Mapping):
-            # Every bad field is a FrameError (a ValueError), so callers catch one class.
-            raise _fail(self, "extra", "must be a mapping of extra wire keys")  # noqa: TRY004
+            raise _fail(self, "extra", "must be a mapping of extra wire keys")
         defined = {f.name for f in fields(self)} - {"extra"}
         clash = (defined | {"type"}) & set(self.extra)
         if clash:
