@@ -128,6 +128,7 @@ const STATE_LABELS = {
   waiting: "waiting for permission…",
   denied: "permission denied",
   suspended: "audio suspended: click to resume",
+  insecure: "microphone blocked: insecure origin",
   streaming: "streaming",
   error: "error",
 };
@@ -151,13 +152,34 @@ function render({ model, el }) {
     option.value = value;
     modeSelect.append(option);
   }
+  // Browser audio processing, one checkbox each; changing one restarts capture with the new constraints.
+  const processing = h("span", "amigo-mic-processing");
+  const boxes = {};
+  for (const [name, label, title] of [
+    ["echo_cancellation", "echo cancel", "the browser removes the agent's voice picked up from the speakers"],
+    ["noise_suppression", "noise suppr.", "the browser suppresses steady background noise"],
+    ["auto_gain_control", "auto gain", "the browser levels the input volume"],
+  ]) {
+    const box = h("input");
+    box.type = "checkbox";
+    box.className = `amigo-mic-${name.replace(/_/g, "-")}`;
+    const wrap = h("label", "amigo-mic-option");
+    wrap.title = title;
+    wrap.append(box, document.createTextNode(` ${label}`));
+    box.addEventListener("change", () => {
+      model.set(name, box.checked);
+      model.save_changes();
+    });
+    boxes[name] = box;
+    processing.append(wrap);
+  }
   const talkButton = h("button", "amigo-mic-talk", "Hold to talk");
   const meter = h("div", "amigo-mic-meter");
   const meterFill = h("div", "amigo-mic-meter-fill");
   meter.append(meterFill);
   const stateLabel = h("span", "amigo-mic-state");
   const errorLabel = h("span", "amigo-mic-error");
-  root.append(startButton, deviceSelect, modeSelect, talkButton, meter, stateLabel, errorLabel);
+  root.append(startButton, deviceSelect, modeSelect, processing, talkButton, meter, stateLabel, errorLabel);
   el.append(root);
 
   let kernelGone = false;     // the kernel behind this view restarted
@@ -194,6 +216,7 @@ function render({ model, el }) {
     talkButton.style.display = ptt ? "" : "none";
     talkButton.disabled = !(capture && state === "streaming");
     modeSelect.value = model.get("mode");
+    for (const [name, box] of Object.entries(boxes)) box.checked = Boolean(model.get(name));
   }
 
   function renderDevices() {
@@ -234,8 +257,9 @@ function render({ model, el }) {
 
   async function start() {
     if (capture || starting) return;
-    if (!navigator.mediaDevices?.getUserMedia) {
-      setState("error", "this page cannot use the microphone (it needs https or localhost)");
+    if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+      setState("insecure", `this page (${location.origin}) cannot use the microphone: browsers allow it on ` +
+        "https:// or http://localhost only; open JupyterLab through https or an SSH tunnel to localhost");
       return;
     }
     starting = true;
@@ -416,7 +440,10 @@ function render({ model, el }) {
     restart();
   });
   for (const name of ["echo_cancellation", "noise_suppression", "auto_gain_control"]) {
-    model.on(`change:${name}`, restart);
+    model.on(`change:${name}`, () => {
+      renderState();
+      restart();
+    });
   }
   model.on("msg:custom", (msg) => {
     if (msg?.kind === "release") stop();

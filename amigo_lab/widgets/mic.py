@@ -37,9 +37,10 @@ CHUNK_BYTES = SAMPLE_RATE * CHUNK_MS // 1000 * 2
 """Size of one chunk: 20 ms of 16 kHz mono PCM16 = 640 bytes."""
 MIC_MODES = ("push-to-talk", "vad")
 """Turn taking: hold-to-talk with an explicit end of turn, or a continuous stream for the server's VAD."""
-MIC_STATES = ("idle", "waiting", "denied", "suspended", "streaming", "error")
+MIC_STATES = ("idle", "waiting", "denied", "suspended", "insecure", "streaming", "error")
 """What the front end reports: off, waiting for permission, permission denied, audio suspended by the
-browser (click the widget to resume), capturing, or failed (see ``error``)."""
+browser (click the widget to resume), blocked because the page is not a secure origin (https or localhost),
+capturing, or failed (see ``error``)."""
 
 
 class Microphone(anywidget.AnyWidget):

@@ -41,10 +41,38 @@ function render({ model, el }) {
   const status = h("span", "amigo-player-status", "idle");
   const resume = h("button", "amigo-player-resume", "Enable audio");
   resume.style.display = "none";
-  root.append(label, status, resume);
+  // Output device picker: AudioContext.setSinkId where the browser has it (Chromium 110+). Device labels
+  // show once the page has microphone permission; before that the list holds the default output only.
+  const output = h("select", "amigo-player-output");
+  output.title = "Output device";
+  root.append(label, status, resume, output);
   el.append(root);
 
   const context = new AudioContext();
+  async function listOutputs() {
+    const canPick = typeof context.setSinkId === "function" && navigator.mediaDevices?.enumerateDevices;
+    output.style.display = canPick ? "" : "none";
+    if (!canPick) return;
+    const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audiooutput");
+    const chosen = output.value;
+    output.replaceChildren();
+    const fallback = h("option", "", "default output");
+    fallback.value = "";
+    output.append(fallback);
+    for (const device of devices) {
+      if (!device.deviceId || device.deviceId === "default") continue;
+      const option = h("option", "", device.label || `output ${device.deviceId.slice(0, 8)}`);
+      option.value = device.deviceId;
+      output.append(option);
+    }
+    output.value = chosen;
+  }
+  output.addEventListener("change", () => {
+    context.setSinkId(output.value).catch((err) => console.warn("[amigo player] cannot use that output", err));
+  });
+  output.addEventListener("focus", listOutputs);
+  navigator.mediaDevices?.addEventListener?.("devicechange", listOutputs);
+  listOutputs();
   const gain = context.createGain();
   gain.gain.value = model.get("volume");
   gain.connect(context.destination);
@@ -204,6 +232,7 @@ function render({ model, el }) {
   return () => {
     disposed = true;
     document.removeEventListener("pointerdown", resumeOnGesture, true);
+    navigator.mediaDevices?.removeEventListener?.("devicechange", listOutputs);
     clearInterval(timer);
     flush();
     context.close().catch(() => {});
