@@ -73,7 +73,12 @@ from amigo_lab.protocol.frames import (
     parse,
     serialize,
 )
-from amigo_lab.protocol.wire import init_ack_id, is_init_ack, is_vad_ack
+from amigo_lab.protocol.wire import (
+    announced_sample_rate,
+    init_ack_id,
+    is_init_ack,
+    is_vad_ack,
+)
 
 __all__ = [
     "CLIENT_FRAME_TYPES",
@@ -117,6 +122,7 @@ __all__ = [
     "VadSpeechEnded",
     "VadSpeechResetZero",
     "VadSpeechStarted",
+    "announced_sample_rate",
     "auth_subprotocol",
     "build_url",
     "constants",

@@ -14,7 +14,7 @@ of those choices as one constant or one table entry:
 - ``ALIGNMENT_*``: the shapes of ``transcript_alignment`` that :func:`amigo_lab.protocol.frames.parse`
   normalises to ``((ms, char), ...)``.
 - :func:`is_init_ack` and :func:`is_vad_ack`: what a client accepts as the answer to its initialisation and
-  to ``client.switch-vad-mode``.
+  to ``client.switch-vad-mode``; :func:`announced_sample_rate`: the rate a frame announces for its audio.
 
 Close codes and their reconnect rule live in :mod:`amigo_lab.protocol.codes`; numbers (sample rate, limits)
 in :mod:`amigo_lab.protocol.constants`. A service difference that no table entry covers is adapted at the
@@ -23,6 +23,7 @@ session's transport seam, without editing the library.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,36 @@ ALIGNMENT_CHARS_ARRAY_KEYS = ("chars", "characters")
 ALIGNMENT_MS_ARRAY_KEYS = ("charStartTimesMs", "char_start_times_ms", "character_start_times_ms")
 ALIGNMENT_SECONDS_ARRAY_KEYS = ("character_start_times_seconds", "charStartTimesSeconds",
                                 "char_start_times_seconds")
+
+# --- audio announcements -------------------------------------------------------------------------------------
+#: Keys under which a server may announce the sample rate of the audio a frame carries (read from ``extra``).
+SAMPLE_RATE_KEYS = ("sample_rate", "sampleRate", "sample_rate_hz", "sampling_rate")
+#: Keys under which a server may name the audio encoding with its rate, as TTS vendors do (``"pcm_24000"``).
+AUDIO_FORMAT_KEYS = ("output_format", "audio_format", "format", "encoding")
+_RATE_IN_FORMAT = re.compile(r"(?:pcm|linear16|s16le)[_-]?(\d{4,6})\Z", re.IGNORECASE)
+
+
+def announced_sample_rate(frame: Frame) -> int | None:
+    """The sample rate a frame announces for its audio (e.g. ``"sample_rate": 24000`` or ``"output_format":
+    "pcm_24000"`` among its extra keys), or None when it announces none. Next: resample the piece if it differs
+    from the session's agent sample rate.
+    """
+    extra = frame.extra
+    for key in SAMPLE_RATE_KEYS:
+        value = extra.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and value > 0 and float(value).is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    for key in AUDIO_FORMAT_KEYS:
+        value = extra.get(key)
+        match = _RATE_IN_FORMAT.match(value.strip()) if isinstance(value, str) else None
+        if match:
+            return int(match.group(1))
+    return None
+
 
 # --- answers a client waits for ----------------------------------------------------------------------------
 

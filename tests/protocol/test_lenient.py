@@ -186,3 +186,14 @@ def test_every_alias_names_a_field_of_its_frame():
 def test_long_problem_values_are_shortened():
     frame = p.parse(piece(transcript_alignment="x" * 500))
     assert len(frame.problems[0]) < 300 and frame.unparsed["transcript_alignment"] == "x" * 500
+
+
+@pytest.mark.parametrize("extra, rate", [
+    ({}, None), ({"sample_rate": 24000}, 24000), ({"sampleRate": "8000"}, 8000), ({"sample_rate_hz": 22050.0}, 22050),
+    ({"output_format": "pcm_24000"}, 24000), ({"encoding": "LINEAR16-16000"}, 16000), ({"format": "mp3_44100_128"}, None),
+    ({"sample_rate": True}, None), ({"sample_rate": -1}, None), ({"sample_rate": "fast"}, None),
+    ({"sample_rate": 0.5}, None), ({"audio_format": 24000}, None),
+])
+def test_announced_sample_rate(extra, rate):
+    frame = p.parse(json.dumps({"type": "server.new-message", "message": AUDIO, "message_id": "m", **extra}))
+    assert p.announced_sample_rate(frame) == rate
