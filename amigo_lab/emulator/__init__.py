@@ -10,11 +10,19 @@ protocol's timeouts, limits and close codes. Start one and point a client at its
         # connect offering the subprotocol "bearer.authorization.amigo.ai." + DEFAULT_TOKEN
 
 ``async with Emulator() as emu:`` serves on the running loop instead. ``Emulator(agent=fn)`` swaps the
-scripted agent for ``fn(AgentTurn) -> AgentReply | str``.
+scripted agent for ``fn(AgentTurn) -> AgentReply | str``; ``Emulator(profile="realistic")`` answers with
+production-like timing, fillers and network jitter (:mod:`amigo_lab.emulator.profiles`).
 """
 
 from amigo_lab.emulator.agent import AgentReply, AgentTurn, ScriptedAgent, ToolCall
 from amigo_lab.emulator.errors import EmulatorError, Refusal, ServiceError
+from amigo_lab.emulator.profiles import (
+    PROFILES,
+    Endpointing,
+    Network,
+    Profile,
+    ResponseTiming,
+)
 from amigo_lab.emulator.runtime import Limits
 from amigo_lab.emulator.server import (
     DEFAULT_ORG,
@@ -24,7 +32,7 @@ from amigo_lab.emulator.server import (
     Emulator,
     serve_forever,
 )
-from amigo_lab.emulator.services import Intent, Service, Tool, load_services
+from amigo_lab.emulator.services import Intent, Service, Tool, VersionSet, load_services
 
 #: The version set every shipped service answers to.
 DEFAULT_VERSION_SET = "release"
@@ -35,18 +43,24 @@ __all__ = [
     "DEFAULT_TOKEN",
     "DEFAULT_USER",
     "DEFAULT_VERSION_SET",
+    "PROFILES",
     "AgentReply",
     "AgentTurn",
     "Emulator",
     "EmulatorError",
+    "Endpointing",
     "Intent",
     "Limits",
+    "Network",
+    "Profile",
     "Refusal",
+    "ResponseTiming",
     "ScriptedAgent",
     "Service",
     "ServiceError",
     "Tool",
     "ToolCall",
+    "VersionSet",
     "load_services",
     "serve_forever",
 ]

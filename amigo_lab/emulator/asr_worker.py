@@ -24,13 +24,13 @@ import struct
 import sys
 import threading
 from collections import deque
-from typing import BinaryIO
+from typing import IO
 
 HEADER = struct.Struct("<BII")
 OPEN, FEED, FINISH, CANCEL, WARM, RESULT, ERROR = range(1, 8)
 
 
-def read_frame(stream: BinaryIO) -> tuple[int, int, bytes] | None:
+def read_frame(stream: IO[bytes]) -> tuple[int, int, bytes] | None:
     """One ``(op, stream_id, payload)`` frame, or None at end of input."""
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
@@ -42,7 +42,7 @@ def read_frame(stream: BinaryIO) -> tuple[int, int, bytes] | None:
     return op, stream_id, payload
 
 
-def write_frame(stream: BinaryIO, op: int, stream_id: int, payload: bytes = b"") -> None:
+def write_frame(stream: IO[bytes], op: int, stream_id: int, payload: bytes = b"") -> None:
     """Write one frame (header and payload together)."""
     stream.write(HEADER.pack(op, stream_id, len(payload)) + payload)
 
@@ -96,7 +96,7 @@ class _Inbox:
             return self._queue.popleft()
 
 
-def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until ``requests`` ends."""
     from amigo_lab.speech import Recognizer
 

@@ -13,6 +13,7 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from amigo_lab.emulator.services import Intent, Service
 from amigo_lab.protocol.constants import LANGUAGES
@@ -91,7 +92,7 @@ class _LanguageIdentifier:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._identifier = None
+        self._identifier: Any = None  # py3langid's LanguageIdentifier, built on first use
 
     def __call__(self, text: str) -> str | None:
         with self._lock:

@@ -13,13 +13,14 @@ import http
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from amigo_lab.emulator.agent import Agent, ScriptedAgent
 from amigo_lab.emulator.connection import Connection, short_reason
@@ -330,10 +331,10 @@ class Emulator:
         return user_id, params
 
 
-def _select_subprotocol(connection: ServerConnection, offered: list[str]) -> str | None:
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     """Echo the offered auth subprotocol exactly (browsers drop the socket otherwise), token right or wrong."""
     subprotocol, _ = token_from_subprotocols(list(offered))
-    return subprotocol
+    return Subprotocol(subprotocol) if subprotocol is not None else None
 
 
 def _route(connection: ServerConnection, request: Request) -> Response | None:

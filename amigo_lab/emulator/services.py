@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from amigo_lab.emulator.errors import ServiceError
 from amigo_lab.protocol.constants import LANGUAGES
@@ -201,7 +201,7 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, where: str, problem: str) -> None:
+    def fail(self, where: str, problem: str) -> NoReturn:
         raise ServiceError(f"{self.source}: {where or 'the file'}: {problem}")
 
     def mapping(self, value: Any, where: str) -> Mapping[str, Any]:

@@ -261,8 +261,8 @@ def _align_characters(text: str, marks: list[_WordMark], end_ms: float) -> tuple
     n_letters = len(letter_index)
     times = [0.0] * len(text)
     if n_letters == 0:
-        spread = np.linspace(0.0, end_ms, num=len(text), endpoint=False) if text else []
-        return tuple((float(t), c) for t, c in zip(spread, text))
+        spread: list[float] = np.linspace(0.0, end_ms, num=len(text), endpoint=False).tolist() if text else []
+        return tuple((float(t), c) for t, c in zip(spread, text, strict=True))
 
     anchors = _word_anchors(words, marks)
     if not anchors or anchors[0][0] != 0:
