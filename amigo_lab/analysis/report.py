@@ -55,6 +55,7 @@ _MP3_KBPS = 24
 _USER_MARGIN_S = 0.15
 _MAX_CLIP_S = 120.0
 _SPECTROGRAM_COLUMNS = 900
+_FRAMES_PER_COLUMN = 32
 # Sent audio at less than this fraction of real time over the session means it was not a real-time session.
 _REAL_TIME_PACE = 0.8
 
@@ -479,7 +480,10 @@ def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, s
         if len(track):
             # The same time scale for both: each column covers the same span of either track.
             columns = max(1, int(_SPECTROGRAM_COLUMNS * len(track) / (duration * _SR)))
-            s_db, _, _ = pooled_spectrogram(track, sr=_SR, max_columns=columns)
+            # At most _FRAMES_PER_COLUMN analysis frames are averaged into a column: an hour-long track is
+            # sampled every 125 ms instead of every 10 ms, which its 4 s columns cannot show anyway.
+            hop_ms = max(10.0, duration * 1000.0 / _SPECTROGRAM_COLUMNS / _FRAMES_PER_COLUMN)
+            s_db, _, _ = pooled_spectrogram(track, sr=_SR, max_columns=columns, hop_ms=hop_ms)
             peak = max(peak, float(s_db.max()))
             tracks.append((name, track, s_db))
         else:

@@ -204,3 +204,24 @@ def test_tokens_are_redacted_in_the_wire_text_of_audio_frames_too(tmp_path):
     text = (tmp_path / "s" / "frames.jsonl").read_text(encoding="utf-8")
     assert jwt not in text and plain not in text and "c2lnbmF0dXJlLXNlY3JldA" not in text
     assert frames["wire"].iloc[2] == wire  # nothing to hide: verbatim
+
+
+def test_pieces_are_laid_on_the_clock_or_end_to_end_however_many(tmp_path):
+    rng = np.random.default_rng(3)
+    now = [0.0]
+    log = FrameLog(tmp_path / "s", clock=lambda: now[0])
+    expected_starts, pieces, end = [], [], 0
+    for _ in range(300):
+        now[0] += float(rng.choice([0.0, 0.005, 0.02, 0.3]))  # bursts (overlapping) and gaps
+        piece = audio.float_to_pcm16((rng.uniform(-0.5, 0.5, int(rng.integers(1, 800)))).astype(np.float32))
+        log.record("received", None, raw=piece)
+        start = max(int(round(now[0] * 16000)), end)
+        expected_starts.append(start)
+        pieces.append(audio.pcm16_to_float(piece))
+        end = start + len(pieces[-1])
+    log.close()
+    track = load_session(tmp_path / "s").audio_track("received")
+    expected = np.zeros(end, dtype=np.float32)
+    for start, samples in zip(expected_starts, pieces, strict=True):
+        expected[start: start + len(samples)] = samples
+    np.testing.assert_array_equal(track, expected)
