@@ -9,6 +9,7 @@ as binary buffers of custom messages, never through traits::
 
 :class:`EventInspector` lists every frame live (audio runs folded, rows expand to wire JSON).
 :class:`LatencyWaterfall` draws each turn's latencies (the protocol fold's names) with running p50 / p90.
+:class:`LiveTimeline` shows the agent's state, both sides' levels and a timeline strip of the call.
 :class:`Microphone` streams 20 ms PCM16 chunks into ``session.send_chunk``; :class:`Player` plays agent
 audio and logs ``playback.*`` entries; :class:`SessionPanel` shows connection, transcript, VAD, latency
 and errors above both.
@@ -19,6 +20,7 @@ from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.panel import SessionPanel, SessionView
 from amigo_lab.widgets.player import Player
+from amigo_lab.widgets.timeline import LiveTimeline
 from amigo_lab.widgets.waterfall import LatencyWaterfall
 
-__all__ = ["EventInspector", "LatencyWaterfall", "Microphone", "Player", "SessionPanel", "SessionView", "replay_fold"]
+__all__ = ["EventInspector", "LatencyWaterfall", "LiveTimeline", "Microphone", "Player", "SessionPanel", "SessionView", "replay_fold"]

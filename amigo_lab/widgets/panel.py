@@ -1,8 +1,9 @@
 """The session panel: connect, talk through the microphone, hear the agent, watch the conversation.
 
-:class:`SessionPanel` is an ``ipywidgets.VBox`` of five widgets: a :class:`SessionView` (connect /
+:class:`SessionPanel` is an ``ipywidgets.VBox`` of six widgets: a :class:`SessionView` (connect /
 disconnect, state, live transcript of both sides, VAD indicator, last turn's latency, errors with their
 hint), a :class:`~amigo_lab.widgets.Microphone`, a :class:`~amigo_lab.widgets.Player`, a
+:class:`~amigo_lab.widgets.LiveTimeline` (agent state, levels, timeline strip), a
 :class:`~amigo_lab.widgets.LatencyWaterfall` (per-turn latencies) and an
 :class:`~amigo_lab.widgets.EventInspector` (every frame both ways, live)::
 
@@ -42,6 +43,7 @@ from amigo_lab.protocol.fold import (
 from amigo_lab.widgets.inspector import EventInspector
 from amigo_lab.widgets.mic import Microphone
 from amigo_lab.widgets.player import Player
+from amigo_lab.widgets.timeline import LiveTimeline
 from amigo_lab.widgets.waterfall import LatencyWaterfall
 
 __all__ = ["PANEL_STATES", "SessionPanel", "SessionView"]
@@ -363,7 +365,8 @@ _HANDLERS = {
 
 class SessionPanel(ipywidgets.VBox):
     """A session's controls in one box: :attr:`view` (status, transcript), :attr:`mic`, :attr:`player`,
-    :attr:`waterfall` (latencies per turn) and :attr:`inspector` (every frame, live).
+    :attr:`timeline` (state, levels, timeline strip), :attr:`waterfall` (latencies per turn) and
+    :attr:`inspector` (every frame, live).
 
     ``SessionPanel(session)`` shows an open session. ``SessionPanel(**connect_options)`` lets the
     *Connect* button open one with ``amigo_lab.connect(**connect_options)`` (no options: the embedded
@@ -383,7 +386,8 @@ class SessionPanel(ipywidgets.VBox):
         self.player = Player()
         self.inspector = EventInspector()
         self.waterfall = LatencyWaterfall()
-        super().__init__(children=[self.view, self.mic, self.player, self.waterfall, self.inspector])
+        self.timeline = LiveTimeline()
+        super().__init__(children=[self.view, self.mic, self.player, self.timeline, self.waterfall, self.inspector])
         self.add_class("amigo-session-panel")
         self.view.on_msg(self._handle_view_message)
         self._closed = threading.Event()
@@ -412,6 +416,7 @@ class SessionPanel(ipywidgets.VBox):
         self.mic.session = session
         self.inspector.follow(session)
         self.waterfall.follow(session)
+        self.timeline.follow(session)
         self.view.follow(session)
 
     def connect(self) -> Any:
@@ -457,7 +462,7 @@ class SessionPanel(ipywidgets.VBox):
         self.view.unfollow()
         self.player.detach()
         self.mic.session = None
-        for child in (self.mic, self.player, self.waterfall, self.inspector, self.view):
+        for child in (self.mic, self.player, self.timeline, self.waterfall, self.inspector, self.view):
             child.close()
         if session is not None and owned:
             session.close()

@@ -2,12 +2,13 @@
 
 import pytest
 
-from amigo_lab.widgets import EventInspector, LatencyWaterfall, Microphone, Player, SessionPanel, SessionView
+from amigo_lab.widgets import EventInspector, LatencyWaterfall, LiveTimeline, Microphone, Player, SessionPanel, SessionView
 
 
 def test_panel_composes_view_mic_and_player(front_end, session):
     panel = SessionPanel(session, mode="vad")
-    view, mic, player, waterfall, inspector = panel.children
+    view, mic, player, timeline, waterfall, inspector = panel.children
+    assert isinstance(timeline, LiveTimeline)
     assert isinstance(view, SessionView) and isinstance(mic, Microphone) and isinstance(player, Player)
     assert isinstance(inspector, EventInspector) and inspector.session is session
     assert isinstance(waterfall, LatencyWaterfall) and [t["kind"] for t in waterfall.turns] == ["greeting"]

@@ -1,0 +1,183 @@
+// Live strip: the agent's state, a scrolling level trace of both sides, and lanes of segments on the session
+// clock (server VAD, user audio, agent audio received, agent audio heard) with marks (barge-in, events,
+// errors). The kernel sends {kind: "update", now, segments, marks, levels} five times a second; a segment that
+// comes again (same id) replaces the old one. The browser keeps a bounded window and draws on one canvas.
+
+const LANES = [["vad", "server VAD"], ["user", "user audio"], ["agent", "agent received"], ["heard", "agent heard"]];
+const COLORS = { vad: "#e6550d", user: "#2a7ab9", answer: "#3182bd", filler: "#9e9ac8", heard: "#31a354" };
+const MARK_COLORS = { "barge-in": "#d62728", event: "#8c564b", error: "#c0392b", discarded: "#999" };
+const KEEP_S = 600;          // seconds of history the browser keeps
+const LEVEL_KEEP = 6000;     // level points kept
+const STATES = { idle: "idle", listening: "listening", "user speaking": "user speaking", thinking: "thinking",
+  "agent speaking": "agent speaking", interrupted: "interrupted" };
+
+function h(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function render({ model, el }) {
+  const root = h("div", "amigo-timeline");
+  const header = h("div", "amigo-timeline-header");
+  const state = h("span", "amigo-timeline-state");
+  const meters = h("span", "amigo-timeline-meters");
+  const inMeter = h("span", "amigo-timeline-meter amigo-timeline-in");
+  const outMeter = h("span", "amigo-timeline-meter amigo-timeline-out");
+  meters.append(h("span", "", "in"), inMeter, h("span", "", "out"), outMeter);
+  header.append(state, meters);
+  const canvas = h("canvas", "amigo-timeline-canvas");
+  const tip = h("div", "amigo-timeline-tip");
+  tip.style.display = "none";
+  root.append(header, canvas, tip);
+  el.append(root);
+
+  const segments = new Map();
+  let marks = [];
+  let levels = [];      // [t, side, db]
+  let now = 0;
+  let frameRequested = false;
+  let lastLevel = { in: -90, out: -90 };
+  const LANE_H = 14, LEVEL_H = 34, LABEL_W = 92, TOP = 4;
+
+  function schedule() {
+    if (frameRequested) return;
+    frameRequested = true;
+    requestAnimationFrame(draw);
+  }
+
+  function x(t, width) {
+    const span = model.get("span_s");
+    const start = Math.max(0, now - span);
+    return LABEL_W + ((t - start) / span) * (width - LABEL_W);
+  }
+
+  function draw() {
+    frameRequested = false;
+    const width = Math.max(300, root.clientWidth || 600);
+    const height = TOP + LEVEL_H + LANES.length * (LANE_H + 4) + 18;
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = width * ratio;
+    canvas.height = height * ratio;
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${height}px`;
+    const g = canvas.getContext("2d");
+    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    g.clearRect(0, 0, width, height);
+    g.font = "11px sans-serif";
+    g.fillStyle = "#666";
+    g.fillText("levels", 4, TOP + 14);
+    const mid = TOP + LEVEL_H / 2;
+    for (const [t, side, db] of levels) {
+      const px = x(t, width);
+      if (px < LABEL_W) continue;
+      const amp = Math.max(0, (db + 60) / 60) * (LEVEL_H / 2 - 1);
+      g.fillStyle = side === "in" ? COLORS.user : COLORS.answer;
+      if (side === "in") g.fillRect(px, mid - amp, 1.5, amp);
+      else g.fillRect(px, mid, 1.5, amp);
+    }
+    LANES.forEach(([lane, label], i) => {
+      const y = TOP + LEVEL_H + i * (LANE_H + 4);
+      g.fillStyle = "#666";
+      g.fillText(label, 4, y + LANE_H - 3);
+      g.fillStyle = "#f2f2f2";
+      g.fillRect(LABEL_W, y, width - LABEL_W, LANE_H);
+    });
+    for (const seg of segments.values()) {
+      const lane = LANES.findIndex(([name]) => name === seg.lane);
+      if (lane < 0) continue;
+      const x0 = Math.max(LABEL_W, x(seg.t0, width));
+      const x1 = x(Math.max(seg.t1, seg.t0), width);
+      if (x1 < LABEL_W) continue;
+      const y = TOP + LEVEL_H + lane * (LANE_H + 4);
+      g.fillStyle = seg.lane === "agent" ? COLORS[seg.role] ?? COLORS.answer : COLORS[seg.lane];
+      g.fillRect(x0, y + 1, Math.max(2, x1 - x0), LANE_H - 2);
+    }
+    const bottom = TOP + LEVEL_H + LANES.length * (LANE_H + 4);
+    for (const mark of marks) {
+      const px = x(mark.t, width);
+      if (px < LABEL_W) continue;
+      g.fillStyle = MARK_COLORS[mark.kind] ?? "#333";
+      g.fillRect(px - 1, TOP + LEVEL_H, 2, bottom - TOP - LEVEL_H);
+    }
+    g.fillStyle = "#888";
+    const span = model.get("span_s");
+    const start = Math.max(0, now - span);
+    const step = span > 60 ? 10 : span > 20 ? 5 : 1;
+    for (let t = Math.ceil(start / step) * step; t <= now; t += step) {
+      g.fillText(`${t}s`, x(t, width) - 6, bottom + 12);
+    }
+    state.textContent = STATES[model.get("state")] ?? model.get("state");
+    root.dataset.state = model.get("state");
+    root.dataset.segments = String(segments.size);
+    root.dataset.marks = String(marks.length);
+    inMeter.style.setProperty("--level", `${Math.max(0, (lastLevel.in + 60) / 60) * 100}%`);
+    outMeter.style.setProperty("--level", `${Math.max(0, (lastLevel.out + 60) / 60) * 100}%`);
+  }
+
+  function hit(event) {
+    const rect = canvas.getBoundingClientRect();
+    const width = rect.width;
+    const px = event.clientX - rect.left;
+    const py = event.clientY - rect.top;
+    const lane = Math.floor((py - TOP - LEVEL_H) / (LANE_H + 4));
+    const found = [];
+    for (const mark of marks) if (Math.abs(x(mark.t, width) - px) <= 3) found.push(`${mark.kind} at ${mark.t.toFixed(3)} s: ${mark.label}` + (mark.seq ? ` (frame #${mark.seq})` : ""));
+    if (lane >= 0 && lane < LANES.length) {
+      for (const seg of segments.values()) {
+        if (seg.lane !== LANES[lane][0]) continue;
+        if (px >= x(seg.t0, width) - 2 && px <= x(seg.t1, width) + 2) {
+          found.push(`${seg.label}: ${seg.t0.toFixed(3)}–${seg.t1.toFixed(3)} s, frames #${seg.seq0}–#${seg.seq1} (${seg.n})`);
+        }
+      }
+    }
+    if (!found.length) {
+      tip.style.display = "none";
+      return;
+    }
+    tip.textContent = found.join("\n");
+    tip.style.display = "";
+    tip.style.left = `${Math.min(px + 8, width - 260)}px`;
+    tip.style.top = `${py + 8}px`;
+  }
+
+  function onMessage(msg) {
+    if (!msg) return;
+    if (msg.kind === "reset") {
+      segments.clear();
+      marks = [];
+      levels = [];
+      now = 0;
+    } else if (msg.kind === "update") {
+      now = Math.max(now, msg.now ?? now);
+      for (const seg of msg.segments) segments.set(seg.id, seg);
+      marks.push(...msg.marks);
+      for (const level of msg.levels) {
+        levels.push(level);
+        lastLevel[level[1]] = level[2];
+      }
+      if (levels.length > LEVEL_KEEP) levels = levels.slice(-LEVEL_KEEP);
+      const oldest = now - KEEP_S;
+      if (marks.length && marks[0].t < oldest) marks = marks.filter((m) => m.t >= oldest);
+      for (const [id, seg] of segments) if (seg.t1 < oldest) segments.delete(id);
+    }
+    schedule();
+  }
+
+  canvas.addEventListener("mousemove", hit);
+  canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  model.on("msg:custom", onMessage);
+  model.on("change:state", schedule);
+  model.on("change:span_s", schedule);
+  const resize = new ResizeObserver(schedule);
+  resize.observe(root);
+  model.send({ kind: "hello" });
+  schedule();
+  return () => {
+    resize.disconnect();
+    model.off("msg:custom", onMessage);
+  };
+}
+
+export default { render };

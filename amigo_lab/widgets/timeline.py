@@ -1,0 +1,322 @@
+"""The live strip: agent state, input and output levels, and a timeline of the call on the session clock.
+
+Lanes, left to right in time: the server's VAD speech segments, the user's audio as sent, the agent's audio
+as received (answer and filler apart) and as actually heard (cut at the flush), with marks for barge-ins,
+external events and errors. Hovering a segment shows the frames it stands for. Above the lanes: what the
+agent is doing (listening, user speaking, thinking, agent speaking, interrupted) and a scrolling level trace of
+both sides. The conversation's meaning (filler vs answer, barge-in, turn ends) comes from the protocol fold's
+events; levels and segment extents from the frames themselves::
+
+    from amigo_lab.widgets import LiveTimeline
+    LiveTimeline(session)
+
+Updates go to the browser in one compact message five times a second, never one per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import anywidget
+import numpy as np
+import traitlets
+
+from amigo_lab.protocol.fold import (
+    AgentPiece,
+    BargeIn,
+    ErrorReceived,
+    InteractionCompleted,
+    InteractionStarted,
+    InteractionVoided,
+    SpeechDiscarded,
+    UserTurnEnded,
+    Violation,
+)
+
+__all__ = ["AGENT_STATES", "LiveTimeline"]
+
+_log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+
+AGENT_STATES = ("idle", "listening", "user speaking", "thinking", "agent speaking", "interrupted")
+"""What the strip says the conversation is doing right now."""
+
+FLUSH_EVERY_S = 0.2
+"""How often changes go to the browser."""
+
+RUN_GAP_S = 0.5
+"""A pause longer than this in one side's audio starts a new segment."""
+
+MAX_SEGMENTS = 4000
+"""Segments and marks the kernel keeps for a new view (the browser keeps its own bounded window)."""
+
+
+def _rms_db(pcm: bytes) -> float:
+    """Level of 16-bit PCM in dB full scale (-90 for silence)."""
+    if len(pcm) < 2:
+        return -90.0
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    rms = float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+    return max(-90.0, 20.0 * math.log10(rms)) if rms > 0 else -90.0
+
+
+def _value(entry: Mapping[str, Any], name: str) -> Any:
+    value = entry.get(name)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+class LiveTimeline(anywidget.AnyWidget):
+    """Agent state, levels of both sides and a timeline strip of the call, live.
+
+    Traits: ``state`` (one of :data:`AGENT_STATES`, set by the kernel), ``span_s`` (seconds the strip shows,
+    default 30). Segments: ``{"id", "lane", "t0", "t1", "seq0", "seq1", "n", "label", "role"}`` with ``lane``
+    one of ``vad``, ``user``, ``agent``, ``heard``; marks: ``{"t", "kind", "label", "seq"}`` with ``kind``
+    ``barge-in``, ``event``, ``error`` or ``discarded``. :meth:`segments` and :meth:`marks` return them.
+
+    Next: display it under a :class:`~amigo_lab.widgets.SessionPanel`, or :meth:`follow` a session.
+    """
+
+    _esm = _HERE / "timeline.js"
+    _css = _HERE / "timeline.css"
+
+    state = traitlets.Enum(AGENT_STATES, default_value="idle").tag(sync=True)
+    span_s = traitlets.Float(30.0, min=2.0).tag(sync=True)
+
+    def __init__(self, session: Any = None, **kwargs: Any) -> None:
+        self._lock = threading.RLock()
+        self._segments: dict[int, dict[str, Any]] = {}
+        self._marks: list[dict[str, Any]] = []
+        self._dirty: dict[int, dict[str, Any]] = {}
+        self._new_marks: list[dict[str, Any]] = []
+        self._levels: list[tuple[float, str, float]] = []
+        self._open: dict[tuple[str, str], dict[str, Any]] = {}   # (lane, message or "") -> open segment
+        self._roles: dict[str, str] = {}
+        self._next_id = 0
+        self._now = 0.0
+        self._vad_on = False
+        self._remove: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        super().__init__(**kwargs)
+        self.on_msg(self._handle_message)
+        self._flusher = threading.Thread(target=self._flush_loop, name="amigo_lab-timeline", daemon=True)
+        self._flusher.start()
+        if session is not None:
+            self.follow(session)
+
+    # --- following ----------------------------------------------------------------------------------------
+
+    def follow(self, session: Any) -> None:
+        """Show ``session``: its log so far, then live."""
+        from amigo_lab.widgets._fold_feed import follow_fold
+
+        self.unfollow()
+        with self._lock:
+            self._segments.clear()
+            self._marks.clear()
+            self._dirty.clear()
+            self._new_marks.clear()
+            self._levels.clear()
+            self._open.clear()
+            self._roles.clear()
+        self._send_safely({"kind": "reset"})
+        last = [-1]
+
+        def on_entry(entry: Mapping[str, Any], frame: Any) -> None:
+            seq = _value(entry, "seq")
+            if seq is not None:
+                if int(seq) <= last[0]:
+                    return
+                last[0] = int(seq)
+            self.feed(entry, frame)
+
+        self._remove.append(session.on_frame(on_entry))
+        for entry in session.log.to_dataframe().to_dict("records"):
+            on_entry(entry, None)
+        self._remove.append(follow_fold(session, self.apply_fold))
+
+    def unfollow(self) -> None:
+        """Stop following (what is shown stays)."""
+        while self._remove:
+            self._remove.pop()()
+
+    def close(self) -> None:
+        """Stop following and sending, close the widget."""
+        self.unfollow()
+        self._stop.set()
+        super().close()
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment the kernel keeps, oldest first."""
+        with self._lock:
+            return [dict(s) for s in sorted(self._segments.values(), key=lambda s: s["id"])]
+
+    def marks(self) -> list[dict[str, Any]]:
+        """Every mark the kernel keeps (barge-ins, events, errors, discarded speech), oldest first."""
+        with self._lock:
+            return [dict(m) for m in self._marks]
+
+    # --- frames: extents and levels ---------------------------------------------------------------------------
+
+    def feed(self, entry: Mapping[str, Any], frame: Any = None) -> None:
+        """Take one frame-log entry (and its frame, when live): audio extents, VAD segments, levels."""
+        direction = _value(entry, "direction")
+        kind = str(_value(entry, "type") or "")
+        t = float(_value(entry, "t") or 0.0)
+        seq = int(_value(entry, "seq") or 0)
+        with self._lock:
+            self._now = max(self._now, t)
+            audio_ms = _value(entry, "audio_ms")
+            if direction == "sent" and kind == "client.new-audio-message" and _value(entry, "audio_bytes"):
+                self._extend("user", "", t, t + float(audio_ms or 0) / 1000.0, seq, "user audio")
+                self._level(t, "in", frame, entry)
+                if not self._vad_on and self.state in ("idle", "listening"):
+                    self._set_state("user speaking")       # push-to-talk: audio flows only while held
+            elif direction == "received" and kind == "server.new-message" and _value(entry, "audio_bytes"):
+                message_id = str(_value(entry, "message_id") or "")
+                seg = self._open.get(("agent", message_id))
+                start = t if seg is None else max(t, seg["t1"])
+                role = self._roles.get(message_id, "answer")
+                self._extend("agent", message_id, t, start + float(audio_ms or 0) / 1000.0, seq, role, role=role,
+                             gap=math.inf)
+                self._level(t, "out", frame, entry)
+            elif kind == "server.vad-speech-started":
+                self._extend("vad", "", t, t, seq, "server VAD: speech", gap=math.inf)
+                if self.state != "agent speaking":
+                    self._set_state("user speaking")
+            elif kind in ("server.vad-speech-ended", "server.vad-speech-reset-zero"):
+                seg = self._open.pop(("vad", ""), None)
+                if seg is not None:
+                    seg["t1"], seg["seq1"], seg["n"] = t, seq, seg["n"] + 1
+                    self._dirty[seg["id"]] = seg
+            elif kind == "server.vad-mode-switched":
+                self._vad_on = bool(_value(entry, "vad_mode_on"))
+                self._set_state("listening" if self._vad_on else "idle")
+            elif kind.startswith("playback."):
+                message_id = str(_value(entry, "message_id") or "")
+                played = float(_value(entry, "played_ms") or 0.0) / 1000.0
+                seg = self._open.get(("heard", message_id))
+                if seg is None:
+                    self._extend("heard", message_id, t - played, t, seq, "heard", gap=math.inf)
+                else:
+                    seg["t1"], seg["seq1"], seg["n"] = seg["t0"] + played, seq, seg["n"] + 1
+                    self._dirty[seg["id"]] = seg
+                if kind != "playback.progress":
+                    done = self._open.pop(("heard", message_id), None)
+                    if done is not None and kind == "playback.flushed":
+                        done["label"] = "heard (cut at the flush)"
+                    if self.state == "agent speaking":
+                        self._set_state("listening" if self._vad_on else "idle")
+            elif direction == "sent" and kind == "client.new-text-message" and \
+                    _value(entry, "message_type") == "external-event":
+                self._mark(t, "event", str(_value(entry, "text") or "external event"), seq)
+            elif kind == "connection.closed":
+                self._open.clear()
+                self._set_state("idle")
+
+    def _extend(self, lane: str, key: str, t0: float, t1: float, seq: int, label: str, *, role: str = "",
+                gap: float = RUN_GAP_S) -> None:
+        seg = self._open.get((lane, key))
+        if seg is not None and t0 - seg["t1"] <= gap:
+            seg["t1"], seg["seq1"], seg["n"] = max(seg["t1"], t1), seq, seg["n"] + 1
+        else:
+            self._next_id += 1
+            seg = {"id": self._next_id, "lane": lane, "t0": t0, "t1": t1, "seq0": seq, "seq1": seq, "n": 1,
+                   "label": label, "role": role}
+            self._open[(lane, key)] = seg
+            self._segments[seg["id"]] = seg
+            while len(self._segments) > MAX_SEGMENTS:
+                self._segments.pop(next(iter(self._segments)))
+        self._dirty[seg["id"]] = seg
+
+    def _mark(self, t: float, kind: str, label: str, seq: int | None = None) -> None:
+        mark = {"t": t, "kind": kind, "label": label, "seq": seq}
+        self._marks.append(mark)
+        del self._marks[:-MAX_SEGMENTS]
+        self._new_marks.append(mark)
+
+    def _level(self, t: float, side: str, frame: Any, entry: Mapping[str, Any]) -> None:
+        if frame is None or _value(entry, "audio_format") != "pcm":
+            return      # replayed rows carry no audio; MP3 would need decoding for a meter
+        try:
+            pcm = frame.audio_bytes()     # decoded once by the frame, shared with the player
+        except (AttributeError, ValueError):
+            return
+        if not pcm:
+            return
+        self._levels.append((round(t, 3), side, round(_rms_db(pcm), 1)))
+
+    def _set_state(self, state: str) -> None:
+        if self.state != state:
+            self.state = state
+
+    # --- fold events: meaning --------------------------------------------------------------------------------
+
+    def apply_fold(self, event: Any) -> None:
+        """Take one protocol-fold event: filler vs answer, barge-ins, errors, the agent's state."""
+        with self._lock:
+            if isinstance(event, AgentPiece):
+                self._roles[event.message_id] = event.role
+                seg = self._open.get(("agent", event.message_id))
+                if seg is not None and seg["role"] != event.role:
+                    seg["role"] = seg["label"] = event.role
+                    self._dirty[seg["id"]] = seg
+                self._set_state("agent speaking")
+            elif isinstance(event, BargeIn):
+                self._mark(event.t, "barge-in", f"barge-in ({event.source})")
+                self._set_state("interrupted")
+            elif isinstance(event, (ErrorReceived, Violation)):
+                label = (f"error {event.http_error_code}: {event.description}" if isinstance(event, ErrorReceived)
+                         else f"violation: {event.description}")
+                self._mark(event.t, "error", label)
+            elif isinstance(event, SpeechDiscarded):
+                self._mark(event.t, "discarded", "speech discarded (too short)")
+            elif isinstance(event, UserTurnEnded):
+                self._set_state("thinking")
+            elif isinstance(event, InteractionStarted) and self.state in ("idle", "listening"):
+                self._set_state("thinking")
+            elif isinstance(event, (InteractionCompleted, InteractionVoided)):
+                if isinstance(event, InteractionVoided):
+                    self._mark(event.t, "error", f"voided: {event.description or event.reason}")
+                for message_id in event.record.filler_message_ids:
+                    self._roles[message_id] = "filler"
+                if self.state in ("thinking", "interrupted"):
+                    self._set_state("listening" if self._vad_on else "idle")
+
+    # --- to the browser ----------------------------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY_S):
+            if self.comm is None:
+                continue
+            with self._lock:
+                if not (self._dirty or self._new_marks or self._levels):
+                    continue
+                content = {"kind": "update", "now": self._now,
+                           "segments": [dict(s) for s in self._dirty.values()],
+                           "marks": list(self._new_marks), "levels": list(self._levels)}
+                self._dirty.clear()
+                self._new_marks.clear()
+                self._levels.clear()
+            self._send_safely(content)
+
+    def _send_safely(self, content: dict[str, Any]) -> None:
+        if self.comm is None:
+            return
+        try:
+            self.send(content)
+        except Exception:  # noqa: BLE001 - a closing comm must not kill the flusher
+            _log.debug("could not send to the timeline's view", exc_info=True)
+
+    def _handle_message(self, _widget: Any, content: Any, _buffers: list) -> None:
+        if isinstance(content, dict) and content.get("kind") == "hello":
+            with self._lock:
+                snapshot = {"kind": "update", "now": self._now, "segments": [dict(s) for s in self._segments.values()],
+                            "marks": list(self._marks), "levels": []}
+            self._send_safely({"kind": "reset"})
+            self._send_safely(snapshot)
