@@ -149,15 +149,27 @@ def _pcm_track(rows: pd.DataFrame, blob: bytes, base: int) -> np.ndarray | None:
     return track
 
 
-def _audio_from_wire(wire: Any) -> bytes | None:
+def _audio_from_wire(wire: Any, size: int) -> bytes | None:
+    """The ``size`` audio bytes a wire text carries in base64 (under ``audio``, ``message`` or another key)."""
     if not isinstance(wire, str):
         return None
     try:
         payload = json.loads(wire)
-        text = payload.get("audio") or payload.get("message")
-        return base64.b64decode(text, validate=True) if isinstance(text, str) else None
-    except (ValueError, TypeError, AttributeError, binascii.Error):
+    except ValueError:
         return None
+    if not isinstance(payload, dict):
+        return None
+    keys = ["audio", "message", *(k for k in payload if k not in ("audio", "message"))]
+    for key in keys:
+        text = payload.get(key)
+        if isinstance(text, str) and len(text) >= size:
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (ValueError, binascii.Error):
+                continue
+            if len(data) == size:
+                return data
+    return None
 
 
 def _recover_tail(frames: pd.DataFrame, direction: str, blob: bytes) -> bytes:
@@ -176,8 +188,8 @@ def _recover_tail(frames: pd.DataFrame, direction: str, blob: bytes) -> bytes:
         offset, size = int(offset), int(size)
         if offset + size <= len(out):
             continue
-        data = _audio_from_wire(wire)
-        if data is None or len(data) != size or offset > len(out):
+        data = _audio_from_wire(wire, size)
+        if data is None or offset > len(out):
             logger.warning("audio of the %s side ends at byte %d; the rest was not written before the writer "
                            "stopped and its wire text does not hold it", direction, len(out))
             break

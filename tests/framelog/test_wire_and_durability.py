@@ -225,3 +225,21 @@ def test_pieces_are_laid_on_the_clock_or_end_to_end_however_many(tmp_path):
     for start, samples in zip(expected_starts, pieces, strict=True):
         expected[start: start + len(samples)] = samples
     np.testing.assert_array_equal(track, expected)
+
+
+def test_audio_the_writer_had_not_flushed_is_rebuilt_from_the_wire_text(tmp_path):
+    log = FrameLog(tmp_path / "live")
+    pcm = audio.float_to_pcm16(np.linspace(-0.3, 0.3, 320, dtype=np.float32))
+    for _ in range(20):  # 12.8 kB: still in the audio file's buffer
+        chunk = NewAudioMessage.from_bytes(pcm)
+        log.record("sent", chunk, raw=serialize(chunk), audio_bytes=pcm, audio_format="pcm")
+    # What a crash at this instant leaves on disk: the flushed JSONL, the audio file as far as it was written.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("meta.json", "frames.jsonl", "audio-sent.bin", "audio-received.bin"):
+        (crashed / name).write_bytes((tmp_path / "live" / name).read_bytes())
+    log.close()
+    assert len((crashed / "audio-sent.bin").read_bytes()) < 20 * len(pcm)
+    recorded = load_session(crashed)
+    assert recorded.audio("sent") == pcm * 20
+    assert len(recorded.audio_track("sent")) >= 20 * 320
