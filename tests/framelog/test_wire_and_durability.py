@@ -23,7 +23,7 @@ from amigo_lab.framelog import (
     read_parquet,
     register_local_kind,
 )
-from amigo_lab.protocol import NewMessage, NewTextMessage, parse, serialize
+from amigo_lab.protocol import NewAudioMessage, NewMessage, NewTextMessage, parse, serialize
 
 SURROGATE_PIECE = ('{"type":"server.new-message","message":"Hi \\ud83d","stop":false,"sequence_number":0,'
                    '"message_id":"m"}')
