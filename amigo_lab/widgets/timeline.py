@@ -285,7 +285,9 @@ class LiveTimeline(anywidget.AnyWidget):
                     self._mark(event.t, "error", f"voided: {event.description or event.reason}")
                 for message_id in event.record.filler_message_ids:
                     self._roles[message_id] = "filler"
-                if self.state in ("thinking", "interrupted"):
+                playing = any(lane == "heard" for lane, _ in self._open)
+                if self.state in ("thinking", "interrupted") or (self.state == "agent speaking" and not playing):
+                    # With a player, "agent speaking" lasts until its audio finished playing (playback.*).
                     self._set_state("listening" if self._vad_on else "idle")
 
     # --- to the browser ----------------------------------------------------------------------------------------

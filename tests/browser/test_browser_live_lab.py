@@ -246,3 +246,31 @@ def test_rerunning_and_restarting_leave_no_stale_state(open_notebook, artifacts_
     assert page.eval_on_selector(".amigo-mic-start", "b => b.disabled")
     assert "kernel" in page.inner_text(".amigo-panel-state")
     page.screenshot(path=str(artifacts_dir / "browser-kernel-restarted.png"))
+
+
+REPLAY_CELLS = [
+    "%load_ext amigo_lab\n%amigo connect\n%amigo say what are your opening hours",
+    "%amigo mic",
+]
+
+
+def test_replaying_a_turn_from_the_transcript(open_notebook, artifacts_dir):
+    notebook = open_notebook("replay.ipynb", REPLAY_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-panel[data-state='connected']", timeout=120_000)
+    answer_id = notebook.json("amigo_session.turns[-1].result().message_id")
+    button = f".amigo-panel-agent[data-message-id='{answer_id}'] .amigo-panel-replay"
+    page.wait_for_selector(button, timeout=30_000)
+    page.click(button)
+    index = int(page.get_attribute(f".amigo-panel-agent[data-message-id='{answer_id}']", "data-index"))
+    finished = notebook.wait_for(
+        f"get_ipython().find_magic('amigo').__self__.panel.player.last_event == 'finished' and "
+        f"get_ipython().find_magic('amigo').__self__.panel.player.message_id == 'local-replay-{index}' and "
+        f"get_ipython().find_magic('amigo').__self__.panel.player.played_ms",
+        timeout=60, what="the replay to play to the end")
+    answer_ms = notebook.json("len(amigo_session.turns[-1].result().audio) / 16")
+    assert abs(finished - answer_ms) < 250                  # the whole answer played, give or take a buffer
+    assert notebook.json("int(amigo_session.frames['message_id'].astype(str).str.startswith('local-').sum())") == 0
+    page.screenshot(path=str(artifacts_dir / "browser-session-panel-replay.png"), full_page=True)
+    notebook.run("get_ipython().run_line_magic('amigo', 'finish')")
