@@ -7,7 +7,8 @@ A synthetic VAD voice session, as the frame log records it: per second 50 user c
 pieces, an answer of 20 pieces of 160 ms with alignments, interaction-complete) and a playback report per
 piece. ``analysis.turns`` replays it through the protocol's interaction fold. The anchor is the least any
 analysis of the log must do: ``DataFrame.to_dict("records")`` of the same table (one pass that touches every
-row). Figures: seconds for ``turns()``, seconds for the anchor, their ratio, and microseconds per row; the
+row). Each length is measured twice: without the ``wire`` column (frames rebuilt from the columns) and with
+it (frames parsed from the verbatim wire text, as a real log has). Figures: seconds for ``turns()``, seconds for the anchor, their ratio, and microseconds per row; the
 per-row cost staying flat from the shortest to the longest session is the linearity claim.
 """
 
@@ -23,14 +24,49 @@ import pandas as pd
 
 from amigo_lab import analysis
 from amigo_lab.framelog import COLUMNS
+from amigo_lab.protocol import NewAudioMessage, NewMessage, serialize
 
 
-def session_log(minutes: int) -> pd.DataFrame:
-    """A frame-log DataFrame of a ``minutes``-long VAD voice session (see the module docstring)."""
+_CHUNK_WIRE = serialize(NewAudioMessage.from_bytes(bytes(640)))
+_PIECE_AUDIO = bytes(5120)
+
+
+def _wire(direction: str, type_: str, fields: dict) -> str | None:
+    """The wire text a real log keeps for a row (local entries have none)."""
+    if direction == "local":
+        return None
+    if type_ == NewAudioMessage.TYPE:
+        return _CHUNK_WIRE
+    if type_ == NewMessage.TYPE:
+        alignment = tuple((float(ms), c) for ms, c in json.loads(fields["alignment"]))
+        return serialize(NewMessage.audio_piece(_PIECE_AUDIO, stop=fields["stop"],
+                                                sequence_number=fields["sequence_number"],
+                                                message_id=fields["message_id"], transcript_alignment=alignment))
+    obj = {"type": type_, **{k: v for k, v in fields.items() if k in ("conversation_id", "vad_mode_on", "message_id",
+                                                                       "interaction_id", "conversation_completed")}}
+    if "vad_ms" in fields:
+        obj["audio_ms"] = fields["vad_ms"]
+    if type_ == "server.user-message-available":
+        obj["user_message"] = fields["text"]
+    elif type_ == "server.interaction-complete":
+        obj["full_message"] = fields["text"]
+    elif type_ == "server.current-agent-action":
+        obj["action"] = json.loads(fields["action"])
+    elif type_ == "client.start-conversation":
+        obj["service_id"] = "0" * 24
+    return json.dumps(obj)
+
+
+def session_log(minutes: int, *, wire: bool = False) -> pd.DataFrame:
+    """A frame-log DataFrame of a ``minutes``-long VAD voice session (see the module docstring); ``wire``: with
+    the verbatim wire text of each frame, as the frame log keeps it."""
     rows: list[dict] = []
 
     def add(t: float, direction: str, type_: str, **fields) -> None:
-        rows.append({"t": t, "direction": direction, "type": type_, "size": 40, **fields})
+        row = {"t": t, "direction": direction, "type": type_, "size": 40, **fields}
+        if wire:
+            row["wire"] = _wire(direction, type_, fields)
+        rows.append(row)
 
     add(0.0, "local", "connection.opened")
     add(0.01, "sent", "client.start-conversation")
@@ -86,14 +122,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, nargs="+", default=[10, 60])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'minutes':>7} {'rows':>9} {'turns':>6} {'turns() s':>10} {'anchor s':>9} {'ratio':>6} {'us/row':>7}")
+    print(f"{'minutes':>7} {'wire':>5} {'rows':>9} {'turns':>6} {'turns() s':>10} {'anchor s':>9} {'ratio':>6} "
+          f"{'us/row':>7}")
     for minutes in args.minutes:
-        log = session_log(minutes)
-        table = analysis.turns(log)
-        seconds = best_of(args.repeat, lambda: analysis.turns(log))
-        anchor = best_of(args.repeat, lambda: log.to_dict("records"))
-        print(f"{minutes:>7} {len(log):>9} {len(table):>6} {seconds:>10.3f} {anchor:>9.3f} "
-              f"{seconds / anchor:>6.2f} {seconds / len(log) * 1e6:>7.2f}")
+        for wire in (False, True):
+            log = session_log(minutes, wire=wire)
+            table = analysis.turns(log)
+            seconds = best_of(args.repeat, lambda: analysis.turns(log))
+            anchor = best_of(args.repeat, lambda: log.to_dict("records"))
+            print(f"{minutes:>7} {'yes' if wire else 'no':>5} {len(log):>9} {len(table):>6} {seconds:>10.3f} "
+                  f"{anchor:>9.3f} {seconds / anchor:>6.2f} {seconds / len(log) * 1e6:>7.2f}")
 
 
 if __name__ == "__main__":
