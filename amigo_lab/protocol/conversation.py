@@ -49,6 +49,7 @@ from :meth:`~Conversation.violations_received`). :attr:`~Conversation.state` tel
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
@@ -84,6 +85,9 @@ class Role(Enum):
     CLIENT = "client"
     SERVER = "server"
 
+
+#: How many agent messages the piece checks remember (a late piece of an older one is checked as a new message).
+_REMEMBERED_MESSAGES = 64
 
 #: The event of an ``interaction-complete`` whose ``conversation_completed`` is true.
 CONVERSATION_COMPLETED = "server.interaction-complete/completed"
@@ -171,8 +175,8 @@ class Conversation:
         # The id a sent continue-conversation asked for (None: a start), to recognise its answer.
         self._requested_id: str | None = None
         # message_id -> (last sequence_number, stopped): the reference the next piece is checked against.
-        # Emptied at each interaction-complete, so its size is bounded by one interaction's messages.
-        self._pieces: dict[str, tuple[int | None, bool]] = {}
+        # Only the most recent messages are remembered, so memory stays flat however long the conversation.
+        self._pieces: OrderedDict[str, tuple[int | None, bool]] = OrderedDict()
 
     @property
     def state(self) -> State:
@@ -344,8 +348,9 @@ class Conversation:
             if number is None and last is not None and last[0] is not None:
                 number = last[0] + 1  # the server stopped numbering: count on from the last number
             self._pieces[frame.message_id] = (number, frame.stop or (last is not None and last[1]))
-        elif isinstance(frame, InteractionComplete):
-            self._pieces.clear()
+            self._pieces.move_to_end(frame.message_id)
+            if len(self._pieces) > _REMEMBERED_MESSAGES:
+                self._pieces.popitem(last=False)
         conversation_id = getattr(frame, "conversation_id", None)
         if conversation_id and (frame.type.startswith("server.") or self.role is Role.SERVER):
             self.conversation_id = conversation_id

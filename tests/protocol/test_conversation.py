@@ -187,10 +187,17 @@ def test_client_reports_lenient_read_problems_as_violations(active):
     assert violation.frame is frame and violation.description.startswith("server.new-message: transcript_alignment")
 
 
-def test_interaction_complete_forgets_the_messages_of_the_interaction(active):
+def test_a_late_piece_after_complete_is_reported_as_after_stop(active):
     active.server_sends(p.NewMessage(message="a", stop=True, sequence_number=0, message_id="m"))
     active.server_sends(p.InteractionComplete(message_id="m", interaction_id="i", full_message="a"))
-    assert active.client._pieces == {} and active.server._pieces == {}
+    active.client.receive(piece(1, mid="m"))
+    assert [v.description for v in active.client.violations_received()] == ["piece after stop for message m"]
+
+
+def test_piece_checks_remember_a_bounded_number_of_messages(active):
+    for n in range(100):
+        active.client.receive(piece(0, stop=True, mid=f"m{n}"))
+    assert len(active.client._pieces) == 64 and "m99" in active.client._pieces and "m0" not in active.client._pieces
 
 
 def test_server_applies_strict_checks_to_client_ids():
