@@ -1,6 +1,6 @@
 """The ``amigo-lab`` command: thin over the emulator, the demo and the report.
 
-    amigo-lab emulator [--host 127.0.0.1] [--port 8765] [--org demo-org] [--token demo-token]
+    amigo-lab emulator [--host 127.0.0.1] [--port 8765] [--org demo-org] [--token demo-token] [--profile P]
     amigo-lab demo [--out DIR] [--token T]
     amigo-lab report DIR [--out FILE]
     amigo-lab run SCENARIO... [--runs N] [--concurrency K | --ramp 1,4,8] [--out DIR] [--scheduler local|tcp://...]
@@ -28,7 +28,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         emu = Emulator(host=args.host, port=args.port, org=args.org, token=args.token,
-                       services_dir=args.services)
+                       services_dir=args.services, profile=args.profile)
         async with emu:
             print(f"amigo-lab emulator listening on {emu.base_url}", flush=True)
             print(f"  endpoint  {emu.url()}", flush=True)
@@ -59,6 +59,12 @@ def _report(args: argparse.Namespace) -> int:
     path = write_report(Path(args.session_dir), Path(args.out) if args.out else None)
     print(f"report written to {path}")
     return 0
+
+
+def _profiles() -> list[str]:
+    from amigo_lab.emulator import PROFILES
+
+    return sorted(PROFILES)
 
 
 def _levels(text: str) -> list[int]:
@@ -174,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--token", default="demo-token", help="token clients must present")
     emu.add_argument("--services", default=os.environ.get("AMIGO_LAB_SERVICES"),
                      help="folder of service definitions (default: the repo's data/services)")
+    emu.add_argument("--profile", default="instant", choices=_profiles(),
+                     help="behaviour profile: instant (answers at once) or realistic (production-like timing)")
     emu.set_defaults(run=_emulator)
 
     demo = sub.add_parser("demo", help="run a scripted voice conversation against the embedded emulator")
@@ -196,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--version-set", help="run every scenario against this version set")
     runp.add_argument("--scheduler", help="Dask: 'local' (a local cluster) or tcp://host:8786")
     runp.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster (default 2)")
-    runp.add_argument("--profile", help="behaviour profile of the embedded emulator")
+    runp.add_argument("--profile", choices=_profiles(), help="behaviour profile of the embedded emulator")
     runp.add_argument("--fast", action="store_true", help="stream audio as fast as allowed (quick, not timing)")
     runp.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_connect_flags(runp)
@@ -219,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchp.add_argument("--out", default="bench-turn-taking", help="output folder (default bench-turn-taking)")
     benchp.add_argument("--languages", default="eng,spa,fra", help="languages of the callers (default eng,spa,fra)")
     benchp.add_argument("--runs", type=int, default=1, help="repetitions of each case (default 1)")
-    benchp.add_argument("--profile", help="behaviour profile of the embedded emulator")
+    benchp.add_argument("--profile", choices=_profiles(), help="behaviour profile of the embedded emulator")
     benchp.add_argument("--quiet", action="store_true", help="no progress bar")
     benchp.set_defaults(run=_bench)
     return parser

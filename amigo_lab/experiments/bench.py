@@ -249,7 +249,9 @@ def turn_taking_bench(*, out: str | os.PathLike[str] | None = None, languages: S
         emulator = None
         if not options:
             from amigo_lab.emulator import Emulator
-            emulator = Emulator(realtime=realtime, **{"agent": bench_agent, **dict(emulator_options or {})}).start()
+            from amigo_lab.experiments.runner import CallerPool
+            emulator = Emulator(realtime=realtime, **{"agent": bench_agent, "tokens": CallerPool.emulator_tokens(),
+                                                      **dict(emulator_options or {})}).start()
         try:
             experiments[name] = run(files, runs=runs, out=root / name, emulator=emulator,
                                     connect_options=options or None, progress=progress)

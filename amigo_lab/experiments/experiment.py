@@ -290,7 +290,9 @@ def run(scenarios: Any, *, runs: int | None = None, concurrency: int = 1, ramp: 
         ``"tcp://host:8786"``: an existing Dask scheduler (its workers need amigo_lab and the same ``out``).
     emulator, emulator_options
         An :class:`~amigo_lab.emulator.Emulator` to use, or options for the one started here
-        (e.g. ``{"profile": "realistic"}``). Ignored when ``connect_options`` has an org and token.
+        (e.g. ``{"profile": "realistic"}``). Ignored when ``connect_options`` has an org and token. A
+        given emulator made with ``Emulator(tokens=CallerPool.emulator_tokens())`` gets a user per run
+        (several callers at once, no rate limit on new conversations); otherwise its one token is used.
     connect_options, tokens
         The options of :func:`amigo_lab.connect` for the real service (organization, token, region, host,
         service_id); ``tokens``: one token per concurrent caller.
@@ -312,7 +314,8 @@ def run(scenarios: Any, *, runs: int | None = None, concurrency: int = 1, ramp: 
     if runs is not None and runs < 1:
         raise ExperimentError(f"runs must be at least 1, got {runs}")
     connect_options = dict(connect_options or {})
-    remote = bool(connect_options.get("organization") or connect_options.get("token") or tokens)
+    remote = bool(connect_options.get("organization") or connect_options.get("token")) or (
+        tokens is not None and emulator is None)
     if remote and tokens is None and connect_options.get("token"):
         tokens = [connect_options["token"]]
     if remote and tokens is not None and max(levels) > len(tokens):
@@ -343,8 +346,12 @@ def run(scenarios: Any, *, runs: int | None = None, concurrency: int = 1, ramp: 
                                     connect_options, None if remote else dict(emulator_options or {}),
                                     records, frames, bar)
         else:
-            pool = CallerPool(list(tokens)) if remote and tokens else None
+            pool = CallerPool(list(tokens)) if tokens else None
             if not remote:
+                if emulator is not None and pool is None and _accepts_callers(emulator):
+                    # Each run as a user of its own: the protocol allows one open conversation per user and
+                    # service, and a few new conversations a minute per user (4429 beyond that).
+                    pool = CallerPool.for_emulator()
                 if emulator is None:
                     from amigo_lab.emulator import Emulator
                     own_emulator = Emulator(tokens=CallerPool.emulator_tokens(),
@@ -367,6 +374,12 @@ def run(scenarios: Any, *, runs: int | None = None, concurrency: int = 1, ramp: 
             if (stage / name).exists():
                 _upload(stage / name, f"{url.rstrip('/')}/{name}")
     return result
+
+
+def _accepts_callers(emulator: Any) -> bool:
+    """True when an emulator accepts :class:`CallerPool`'s tokens (it was made with ``emulator_tokens()``)."""
+    users = getattr(getattr(emulator, "_runtime", None), "users", None)
+    return isinstance(users, dict) and all(t in users for t in CallerPool.emulator_tokens(2))
 
 
 def _progress(total: int, show: bool) -> Any:

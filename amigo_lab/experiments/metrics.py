@@ -48,7 +48,8 @@ _SLACK_S = 0.05
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The latency and barge-in columns of a results table, in order (every ``*_ms`` measure)."""
-    return [c for c in table.columns if c.endswith("_ms") and pd.api.types.is_numeric_dtype(table[c])]
+    return [c for c in table.columns if c.endswith("_ms") and not c.startswith("check:")
+            and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
 
 
 def run_rows(turns: pd.DataFrame, steps: dict[str, Any], vad: pd.DataFrame | None = None) -> pd.DataFrame:

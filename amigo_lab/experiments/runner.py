@@ -213,6 +213,8 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
     session = None
     try:
         session = connect(log_dir=folder, timeout=scenario.timeout_s, **options)
+        if not scenario.realtime and any(s.index in audio for s in scenario.steps):
+            session.log.update_meta(fast=True)  # the report then says its timings are not real time
         session.greeting.exception(timeout=scenario.timeout_s)
         if scenario.vad and any(s.index in audio for s in scenario.steps):
             session.vad(True)
@@ -278,6 +280,10 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
             except Exception:  # noqa: BLE001 - the conversation may already be over
                 pass
             session.log.close()
+            # The Parquet copy may be written in the background; the run is over when it is on disk.
+            wait_closed = getattr(session.log, "wait_closed", None)
+            if wait_closed is not None:
+                wait_closed()
         record.seconds = time.monotonic() - clock
         folder.mkdir(parents=True, exist_ok=True)
         (folder / STEPS_FILE).write_text(json.dumps({

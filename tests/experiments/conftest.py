@@ -4,14 +4,14 @@ import textwrap
 
 import pytest
 
-from amigo_lab.emulator import Emulator
+from amigo_lab.emulator import DEFAULT_TOKEN, DEFAULT_USER, Emulator
 from amigo_lab.experiments.runner import CallerPool
 
 
 @pytest.fixture(scope="module")
 def emulator():
     """A real emulator on loopback that sends agent audio at once (no real-time pacing)."""
-    with Emulator(realtime=False, tokens=CallerPool.emulator_tokens(16)) as emu:
+    with Emulator(realtime=False, tokens={DEFAULT_TOKEN: DEFAULT_USER, **CallerPool.emulator_tokens()}) as emu:
         yield emu
 
 
