@@ -69,3 +69,33 @@ def test_ramp_reports_each_level(tmp_path):
 def test_replay_of_a_folder_without_a_session_is_a_clear_error(tmp_path):
     run = _cli("replay", str(tmp_path))
     assert run.returncode == 2 and "cannot replay" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_interrupting_a_run_keeps_the_recorded_sessions(tmp_path):
+    import json
+    import signal
+    import time
+
+    (tmp_path / "slow.yaml").write_text(textwrap.dedent("""\
+        name: slow
+        turns:
+          - say: What are your opening hours?
+          - wait_ms: 1500
+          - say: goodbye
+    """))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(CLI + ["run", str(tmp_path / "slow.yaml"), "--runs", "30", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not list((out / "turns").glob("scenario=slow/run=*/*.parquet")):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "INTERRUPTED" in stdout and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and 1 <= summary["runs"] < 30
+    assert (out / "results.parquet").is_file() and (out / "report.html").is_file()

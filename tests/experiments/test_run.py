@@ -130,3 +130,16 @@ def test_the_command_exits_0_on_pass_and_1_on_failure(write_scenario, tmp_path):
     assert "FAIL  bad" in failed.stdout and "reply_matches nope" in failed.stdout
     refused = subprocess.run(CLI + ["run", str(tmp_path / "absent.yaml")], capture_output=True, text=True)
     assert refused.returncode == 2 and "no such file" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_fsspec_url_receives_the_sessions_and_tables(emulator, write_scenario):
+    import fsspec
+
+    result = run(write_scenario(TEXT_SCENARIO), runs=2, out="memory://amigo-tests/exp", emulator=emulator,
+                 progress=False)
+    assert result.passed
+    fs = fsspec.filesystem("memory")
+    for name in ("results.parquet", "summary.json", "report.html"):
+        assert fs.exists(f"/amigo-tests/exp/{name}")
+    assert fs.exists("/amigo-tests/exp/sessions/hours/run-0001/frames.jsonl")
+    assert fs.exists("/amigo-tests/exp/turns/scenario=hours/run=1/part-0.parquet")
