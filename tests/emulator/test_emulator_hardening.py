@@ -193,3 +193,57 @@ def test_the_rate_limiter_gives_a_late_reader_slack_but_never_a_flooder():
     assert all(limiter.allow(slack_s=3.0) for _ in range(150))
     flood = [limiter.allow(slack_s=3.0) for _ in range(1000)]  # 1000 frames at once, no time passing
     assert not all(flood)
+
+
+def test_a_stalled_server_does_not_close_a_client_that_kept_the_rate_but_a_flooder_still_gets_4429():
+    import asyncio
+    import threading
+    import time as clock
+
+    from websockets.exceptions import ConnectionClosed
+
+    outcome: dict[str, object] = {}
+
+    def microphone(port: int) -> None:
+        client = WireClient(port, query=VOICE, token="mic-token")
+        try:
+            started(client)
+            chunk = base64.b64encode(silence(20)).decode()
+            begin = clock.monotonic()
+            for index in range(250):  # 5 s at 50 frames a second, half the limit
+                client.send("client.new-audio-message", audio=chunk)
+                clock.sleep(max(0.0, begin + (index + 1) * 0.02 - clock.monotonic()))
+            client.send("client.extend-timeout")
+            outcome["mic"] = client.quiet_for(1.0)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["mic"] = exc
+        finally:
+            client.close()
+
+    def flooder(port: int) -> None:
+        client = WireClient(port, token="flood-token")
+        started(client)
+        try:
+            for _ in range(1000):
+                client.send("client.extend-timeout")
+        except ConnectionClosed:
+            pass
+        outcome["flood"] = client.expect_close()[0]
+        client.close()
+
+    async def scenario() -> None:
+        tokens = {"mic-token": "mic-user", "flood-token": "flood-user"}
+        async with Emulator(realtime=False, tokens=tokens) as emu:
+            mic = threading.Thread(target=microphone, args=(emu.port,))
+            mic.start()
+            await asyncio.sleep(1.5)
+            clock.sleep(2.5)  # the server's loop stalls: the microphone's frames wait in the socket
+            await asyncio.sleep(3.0)
+            flood = threading.Thread(target=flooder, args=(emu.port,))
+            flood.start()
+            while mic.is_alive() or flood.is_alive():
+                await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert isinstance(outcome["mic"], list), outcome["mic"]  # still open, nothing but silence came back
+    assert outcome["flood"] == 4429
