@@ -237,7 +237,7 @@ def test_a_stalled_server_does_not_close_a_client_that_kept_the_rate_but_a_flood
             mic = threading.Thread(target=microphone, args=(emu.port,))
             mic.start()
             await asyncio.sleep(1.5)
-            clock.sleep(2.5)  # the server's loop stalls: the microphone's frames wait in the socket
+            clock.sleep(2.5)  # noqa: ASYNC251 - the server's loop must stall: the microphone's frames wait
             await asyncio.sleep(3.0)
             flood = threading.Thread(target=flooder, args=(emu.port,))
             flood.start()
