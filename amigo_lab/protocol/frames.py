@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import math
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -88,7 +89,13 @@ def _check_base64(frame: Frame, name: str) -> bytes | None:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # numbers.Real also admits numpy scalars a server-side caller may pass; the wire only has int and float.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plain(value: Any) -> float:
+    """A number as a built-in int or float, so it serialises as JSON."""
+    return value if type(value) in (int, float) else float(value)
 
 
 # --- lenient field readers (server frames): normalise, or default and note the problem ----------------------
@@ -143,8 +150,10 @@ def _read_opt_int(value: Any) -> int | None:
 
 
 def _read_opt_number(value: Any) -> float | None:
-    if value is None or _is_number(value):
-        return value  # type: ignore[no-any-return]
+    if value is None:
+        return None
+    if _is_number(value):
+        return _plain(value)
     if isinstance(value, str):
         try:
             number = float(value)
@@ -159,7 +168,7 @@ def _read_str(value: Any) -> str:
     if isinstance(value, str):
         return value
     if _is_number(value):
-        return str(value)
+        return str(_plain(value))
     raise ValueError(value)
 
 
@@ -182,7 +191,7 @@ def _pick(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
 def _ms_of(item: Mapping[str, Any]) -> float:
     ms = _pick(item, wire.ALIGNMENT_MS_KEYS)
     if _is_number(ms):
-        return ms  # type: ignore[no-any-return]
+        return _plain(ms)
     seconds = _pick(item, wire.ALIGNMENT_SECONDS_KEYS)
     if _is_number(seconds):
         return float(seconds) * 1000.0
@@ -198,9 +207,9 @@ def _pair(item: Any) -> tuple[float, str]:
     if isinstance(item, (list, tuple)) and len(item) == 2:
         first, second = item
         if _is_number(first) and isinstance(second, str):
-            return first, second
+            return _plain(first), second
         if isinstance(first, str) and _is_number(second):
-            return second, first
+            return _plain(second), first
     raise ValueError(item)
 
 
@@ -225,7 +234,7 @@ def normalise_alignment(value: Any) -> Alignment | None:
             times, scale = _pick(value, wire.ALIGNMENT_SECONDS_ARRAY_KEYS), 1000.0
         if (isinstance(chars, list) and isinstance(times, list) and len(chars) == len(times)
                 and all(isinstance(c, str) for c in chars) and all(_is_number(x) for x in times)):
-            return tuple((x * scale if scale != 1.0 else x, c) for x, c in zip(times, chars))
+            return tuple((_plain(x) * scale if scale != 1.0 else _plain(x), c) for x, c in zip(times, chars))
     raise ValueError(value)
 
 

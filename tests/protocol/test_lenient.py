@@ -197,3 +197,14 @@ def test_long_problem_values_are_shortened():
 def test_announced_sample_rate(extra, rate):
     frame = p.parse(json.dumps({"type": "server.new-message", "message": AUDIO, "message_id": "m", **extra}))
     assert p.announced_sample_rate(frame) == rate
+
+
+def test_numeric_types_other_than_int_and_float_become_plain_numbers():
+    from fractions import Fraction
+
+    frame = p.NewMessage(message="x", sequence_number=0, message_id="m",
+                         transcript_alignment=((Fraction(1, 2), "a"),))  # type: ignore[arg-type]
+    assert frame.transcript_alignment == ((0.5, "a"),) and type(frame.transcript_alignment[0][0]) is float
+    assert json.loads(p.serialize(frame))["transcript_alignment"] == [[0.5, "a"]]
+    assert p.VadSpeechEnded(audio_ms=Fraction(3, 2)).audio_ms == 1.5  # type: ignore[arg-type]
+    assert p.UserMessageAvailable(message_id=Fraction(4, 1)).message_id == "4.0"  # type: ignore[arg-type]
