@@ -164,9 +164,10 @@ def measure(tmp: Path, minutes: float) -> dict[str, float]:
     figures = {}
     for audio in (True, False):
         label = "with audio" if audio else "audio left out"
-        ours, page = _timed(lambda: write_report(folder, tmp / "report.html", progress=False, audio=audio))
+        ours, page = _timed(lambda audio=audio: write_report(folder, tmp / "report.html", progress=False,
+                                                                   audio=audio))
         print(f"  write_report, {label:15} {ours:7.1f} s   {_sizes(page)}")
-        anchor, page = _timed(lambda: minimal_report(folder, tmp / "minimal.html", audio=audio))
+        anchor, page = _timed(lambda audio=audio: minimal_report(folder, tmp / "minimal.html", audio=audio))
         print(f"  minimal report, {label:13} {anchor:7.1f} s   {_sizes(page)}")
         print(f"  ratio report / anchor ({label}) {ours / anchor:5.2f}   (goal <= 2)")
         figures[label] = ours

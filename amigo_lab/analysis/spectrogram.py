@@ -1,8 +1,9 @@
 """Mel spectrograms of the user and agent tracks, and an audio-derived cross-check of latency.
 
-:func:`spectrogram` computes one (plain numpy, no JIT compilation on first use), :func:`spectrogram_figure` stacks the user and agent tracks of a
-session on its time axis with VAD and turn events overlaid, and :func:`silence_gap_latency` measures, from
-the audio alone, the silence between the user's speech and the agent's.
+:func:`spectrogram` computes one (plain numpy, no JIT compilation on first use), :func:`pooled_spectrogram`
+one averaged down for a long track, :func:`spectrogram_figure` stacks the user and agent tracks of a session on
+its time axis with VAD and turn events overlaid, and :func:`silence_gap_latency` measures, from the audio alone,
+the silence between the user's speech and the agent's.
 """
 
 from __future__ import annotations

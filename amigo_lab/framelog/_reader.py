@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def _wall_series(values: pd.Series) -> Any:
     return pd.to_datetime(values.astype(object), utc=True, format="ISO8601").astype(COLUMNS["wall"]).array
 
 
-def entries_to_dataframe(entries: list[Mapping[str, Any]]) -> pd.DataFrame:
+def entries_to_dataframe(entries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Build the log's DataFrame from entry dicts (missing keys are null). Columns and dtypes: :data:`COLUMNS`.
 
     ``wall`` may be a datetime, an ISO 8601 string or epoch seconds. Next: :func:`frames_view`.

@@ -52,7 +52,8 @@ class RecordedSession:
 
     def _pieces(self, rows: pd.DataFrame, blob: bytes) -> list[tuple[float, np.ndarray]]:
         out = []
-        for t, offset, size, fmt in zip(rows["t"], rows["audio_offset"], rows["audio_bytes"], rows["audio_format"]):
+        for t, offset, size, fmt in zip(rows["t"], rows["audio_offset"], rows["audio_bytes"], rows["audio_format"],
+                                    strict=True):
             data = blob[int(offset): int(offset) + int(size)]
             if len(data) != int(size):
                 logger.warning("audio of an entry at t=%.3f is cut short (the session did not end cleanly)", t)

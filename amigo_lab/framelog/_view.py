@@ -49,8 +49,8 @@ def _matches(types: pd.Series, is_audio: np.ndarray, patterns: tuple[str, ...]) 
 def _cut(text: Any) -> str:
     if text is None or text is pd.NA or (isinstance(text, float) and np.isnan(text)):
         return ""
-    text = str(text).replace("\n", " ")
-    return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
+    line = str(text).replace("\n", " ")
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
 def _summary(row: dict[str, Any]) -> str:
@@ -85,7 +85,7 @@ def _records(frames: pd.DataFrame) -> list[dict[str, Any]]:
     columns = [c for c in _SUMMARY_COLUMNS if c in frames.columns]
     values = [[None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
                for v in frames[c].astype(object).tolist()] for c in columns]
-    return [dict(zip(columns, row)) for row in zip(*values)]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def frames_view(frames: pd.DataFrame, *, include: str | Iterable[str] | None = None,
@@ -120,8 +120,8 @@ def frames_view(frames: pd.DataFrame, *, include: str | Iterable[str] | None = N
         return frames
     n = len(frames)
     rows = pd.DataFrame({"seq": frames["seq"], "t": frames["t"], "direction": frames["direction"],
-                         "type": frames["type"], "message_id": frames["message_id"] if "message_id" in frames.columns else pd.NA,
-                         "n": 1})
+                         "type": frames["type"],
+                         "message_id": frames["message_id"] if "message_id" in frames.columns else pd.NA, "n": 1})
     others = np.flatnonzero(~is_audio) if fold_audio else np.arange(n)
     summaries = pd.Series("", index=frames.index, dtype=object)
     if len(others):
@@ -149,7 +149,8 @@ def frames_view(frames: pd.DataFrame, *, include: str | Iterable[str] | None = N
                          "seq": audio["seq"].to_numpy(), "t": audio["t"].to_numpy(), "ms": ms})
     grouped = keys.groupby(["stretch", "direction", "type", "message_id"], sort=False)
     runs = grouped.agg(seq=("seq", "first"), t=("t", "first"), n=("seq", "size"), ms=("ms", "sum")).reset_index()
-    runs["summary"] = [f"audio ×{count}, {total / 1000:.1f} s" for count, total in zip(runs["n"], runs["ms"])]
+    runs["summary"] = [f"audio ×{count}, {total / 1000:.1f} s"
+                       for count, total in zip(runs["n"], runs["ms"], strict=True)]
     runs["message_id"] = runs["message_id"].replace("", None)
     folded = pd.concat([plain[list(VIEW_COLUMNS)], runs[list(VIEW_COLUMNS)]], ignore_index=True)
     folded = folded.sort_values("seq", kind="stable").reset_index(drop=True)

@@ -12,7 +12,7 @@ import secrets as _secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class Entry(dict):  # type: ignore[type-arg]
 
 
 def _fresh_directory() -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return default_sessions_dir() / f"{stamp}-{_secrets.token_hex(3)}"
 
 
@@ -169,7 +169,7 @@ class FrameLog:
         self._lock = threading.RLock()
         self._clock = clock
         self._t0 = clock()
-        self._started = datetime.now(timezone.utc)
+        self._started = datetime.now(UTC)
         self._count = 0
         self._jsonl_bytes = 0
         self._audio_size = dict.fromkeys(AUDIO_FILES, 0)
@@ -367,7 +367,7 @@ class FrameLog:
         with self._lock:
             if self._closed:
                 return
-            self._meta["ended_at"] = datetime.now(timezone.utc).isoformat()
+            self._meta["ended_at"] = datetime.now(UTC).isoformat()
             self._write_meta()
             self._close_files()
             self._closed = True
@@ -481,7 +481,7 @@ class FrameLog:
                 if self._clean(head) is head and self._clean(tail) is tail:
                     return wire
                 return redact(wire, *self._secrets)
-        return self._clean(wire)
+        return str(self._clean(wire))
 
     def _append(self, direction: str, type_: str, size: int, values: dict[str, Any], audio_bytes: bytes | None,
                 wire_frame: Frame | None) -> Mapping[str, Any]:
@@ -493,7 +493,7 @@ class FrameLog:
                 self._conversation_id = conversation_id
             elif self._conversation_id is not None:
                 values["conversation_id"] = self._conversation_id
-            seq, t, wall = self._count, self._clock() - self._t0, datetime.now(timezone.utc)
+            seq, t, wall = self._count, self._clock() - self._t0, datetime.now(UTC)
             wall_s = wall.timestamp()
             if audio_bytes is not None:
                 values["audio_offset"] = self._audio_size[direction]

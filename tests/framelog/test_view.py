@@ -55,7 +55,7 @@ def test_audio_runs_fold_into_one_row_each(frames):
     assert list(view["n"].iloc[[1, 3, 4]]) == [250, 6, 48]
     assert view["message_id"].iloc[3] == "m1" and pd.isna(view["message_id"].iloc[1])
     assert view["seq"].iloc[1] == 1 and view["t"].iloc[1] == frames["t"].iloc[1]  # a run sits at its first entry
-    summaries = dict(zip(view["type"], view["summary"]))
+    summaries = dict(zip(view["type"], view["summary"], strict=True))
     assert summaries["server.vad-speech-ended"] == "at 5000 ms"
     assert summaries["server.interaction-complete"] == "We open at nine"
     assert summaries["server.error"] == "400 bad frame"
