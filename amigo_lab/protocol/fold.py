@@ -463,9 +463,15 @@ class Fold:
 
     ``response_format`` (``"text"`` or ``"voice"``) tells how to read agent pieces when the feeder does not
     pass ``audio_ms``; ``audio_format`` ``"pcm"`` lets the fold derive durations from the base64 length.
+    ``history`` bounds how many ended interactions :meth:`interactions` keeps (None: all, as a replay wants;
+    a live session that keeps its own records may pass a small number so memory stays flat).
     """
 
-    def __init__(self, *, response_format: str | None = None, audio_format: str | None = "pcm") -> None:
+    def __init__(self, *, response_format: str | None = None, audio_format: str | None = "pcm",
+                 history: int | None = None) -> None:
+        if history is not None and history < 0:
+            raise ValueError(f"history must be None or a count >= 0, got {history}")
+        self._history = history
         self._voice = response_format == "voice"
         self._pcm = audio_format in (None, "pcm")
         self._out: list[FoldEvent] = []
@@ -794,7 +800,8 @@ class Fold:
             self._emit(BargeIn(owner.index, t, "playback"))
         if before is not None and owner.index in self._updatable:
             after = self._record(owner)
-            self._records[owner.index] = after
+            if owner.index in self._records:
+                self._records[owner.index] = after
             if (after.interrupted, after.stamps["first_heard"]) != (before.interrupted, before.stamps["first_heard"]):
                 self._emit(InteractionUpdated(owner.index, after, t))
 
@@ -865,6 +872,9 @@ class Fold:
             self._open = None
         record = self._record(current)
         self._records[current.index] = record
+        if self._history is not None:
+            while len(self._records) > self._history:
+                del self._records[next(iter(self._records))]
         self._updatable[current.index] = current
         if len(self._updatable) > _UPDATABLE:
             self._updatable.popitem(last=False)

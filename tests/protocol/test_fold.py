@@ -512,3 +512,22 @@ def test_a_key_on_a_later_chunk_names_the_push_to_talk_input():
     feed.stream(1.0, 40)
     feed.sent(1.05, p.NewAudioMessage(audio=PCM_20MS), key="late-key")
     assert of(feed.sent(1.1, p.NewAudioMessage(audio=None)), f.UserTurnEnded)[0].key == "late-key"
+
+
+def test_history_bounds_the_records_kept():
+    feed = Feed(response_format="text", history=2)
+    for n in range(5):
+        feed.text(n, f"q{n}", f"k{n}")
+        feed.piece(n + 0.2, f"m{n}", 0, "a", stop=True)
+        feed.complete(n + 0.5, f"m{n}")
+    assert [r.index for r in feed.fold.interactions()] == [3, 4]
+    # A late fact about a forgotten interaction is still told, but not kept.
+    events = feed.local(9.0, "playback.flushed", message_id="m1", played_ms=1.0)
+    assert of(events, f.BargeIn) == [f.BargeIn(1, 9.0, "playback")] and of(events, f.InteractionUpdated)
+    assert [r.index for r in feed.fold.interactions()] == [3, 4]
+    none = Feed(history=0)
+    none.text(0.0, "q", "k")
+    none.complete(0.5, "m")
+    assert none.fold.interactions() == []
+    with pytest.raises(ValueError, match="history"):
+        f.Fold(history=-1)
