@@ -169,6 +169,8 @@ class Runtime:
             "close_codes": dict(counters.close_codes),
             "speech_cache_hits": self.speech_cache.hits,
             "speech_cache_misses": self.speech_cache.misses,
+            "speech_cache_bytes": self.speech_cache.size_bytes,
+            "recognition_workers": len(self.recognition.running),
         }
 
 
