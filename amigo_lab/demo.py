@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class DemoResult:
     out: Path
     session_dir: Path
     report: Path
-    turns: "pandas.DataFrame"  # noqa: F821  (a string, so importing this module does not import pandas)
+    turns: pandas.DataFrame  # noqa: F821  (a string, so importing this module does not import pandas)
 
 
 def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtime: bool = True,
@@ -196,14 +196,16 @@ class _Steps:
         self.echo = echo
         self.n = 0
 
-    def step(self, title: str) -> "_Step":
+    def step(self, title: str) -> _Step:
         self.n += 1
         return _Step(self, f"[{self.n}/{STEP_COUNT}] {title}")
 
     def said(self, reply, *, extra: str = "") -> None:
         heard = f"heard {reply.user_text!r} -> " if reply.user_text else ""
-        latency = reply.timings.get("latency_ms")
-        timing = f" ({latency:.0f} ms to first reply)" if isinstance(latency, (int, float)) else ""
+        # The fold's named latency: from the user's end of speech (or sent text) to the first agent audio.
+        name = "latency_first_audio_ms" if reply.audio.size else "latency_first_text_ms"
+        latency = reply.timings.get(name)
+        timing = f" ({name} {latency:.0f})" if isinstance(latency, (int, float)) else ""
         self.echo(f"      {heard}agent: {reply.text!r}{timing}{'; ' + extra if extra else ''}")
 
 

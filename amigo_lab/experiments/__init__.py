@@ -28,13 +28,18 @@ _LAZY = {
     "run": "experiment", "ExperimentResult": "experiment", "ExperimentError": "experiment",
     "load_experiment": "experiment", "load_scenarios": "experiment", "analyse_session": "experiment",
     "run_scenario_once": "runner",
-    "compare": "compare", "Comparison": "compare",
+    "compare": "comparison", "Comparison": "comparison",
     "replay_session": "replay",
     "session_metrics": "store", "session_metrics_pandas": "store",
     "turn_taking_bench": "bench", "BenchResult": "bench",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "EXPECTATIONS", "LATENCY_NAMES", "BenchResult", "Comparison", "Expectation", "ExperimentError",
+    "ExperimentResult", "Scenario", "ScenarioError", "Step", "analyse_session", "compare", "load_experiment",
+    "load_scenario", "load_scenarios", "parse_scenario", "replay_session", "run", "run_scenario_once",
+    "session_metrics", "session_metrics_pandas", "turn_taking_bench",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,14 +30,15 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["BenchResult", "HUMAN_GAP_MS", "bench_agent", "predict_vad", "turn_taking_bench"]
+__all__ = ["HUMAN_GAP_MS", "BenchResult", "bench_agent", "predict_vad", "turn_taking_bench"]
 
 #: The typical gap between turns in human conversation, ms (Stivers et al. 2009: a mode near 200 ms).
 HUMAN_GAP_MS = 200.0
@@ -83,15 +84,20 @@ def predict_vad(samples: np.ndarray) -> dict[str, Any]:
     """What a VAD with the protocol's rules does with ``samples`` (16 kHz float): the events it reports.
 
     Returns ``{"turns": n speech-ended, "discarded": n reset-zero, "started": bool}``. The audio gets the
-    same trailing silence the session sends after VAD audio.
+    same trailing silence the runner's caller sends after each utterance.
     """
     from amigo_lab.audio import float_to_pcm16, silence
+    from amigo_lab.experiments.runner import TRAILING_SILENCE_MS
     from amigo_lab.protocol.constants import VAD_END_SILENCE_MS, VAD_MIN_SPEECH_MS
-    from amigo_lab.session.client import VAD_TRAILING_SILENCE_MS
-    from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED, VoiceActivityDetector
+    from amigo_lab.speech import (
+        SPEECH_ENDED,
+        SPEECH_RESET_ZERO,
+        SPEECH_STARTED,
+        VoiceActivityDetector,
+    )
 
     detector = VoiceActivityDetector(end_silence_ms=VAD_END_SILENCE_MS, min_speech_ms=VAD_MIN_SPEECH_MS)
-    audio = np.concatenate([np.asarray(samples, np.float32), silence(VAD_TRAILING_SILENCE_MS)])
+    audio = np.concatenate([np.asarray(samples, np.float32), silence(TRAILING_SILENCE_MS)])
     events = detector.feed(float_to_pcm16(audio))
     kinds = [e.kind for e in events]
     return {"turns": kinds.count(SPEECH_ENDED), "discarded": kinds.count(SPEECH_RESET_ZERO),
@@ -231,17 +237,17 @@ def turn_taking_bench(*, out: str | os.PathLike[str] | None = None, languages: S
     # Backchannels, barge-ins and response gaps are about timing: everything in real time.
     timed: list[Path] = []
     for lang in languages:
-        steps: list[dict[str, Any]] = [{"speak": SENTENCES[lang], "language": lang, "label": "question"}]
+        talk: list[dict[str, Any]] = [{"speak": SENTENCES[lang], "language": lang, "label": "question"}]
         for word in BACKCHANNELS[lang][:backchannels]:
-            steps.append({"say": LONG_REQUEST, "label": f"long answer before {word!r}"})
-            steps.append({"barge_in": {"after_ms": TALK_OVER_AFTER_MS, "speak": word, "language": lang},
+            talk.append({"say": LONG_REQUEST, "label": f"long answer before {word!r}"})
+            talk.append({"barge_in": {"after_ms": TALK_OVER_AFTER_MS, "speak": word, "language": lang},
                           "label": f"backchannel {word}"})
             samples, _ = speech_samples(word, language=lang)
-            predictions[(f"talk-{lang}", len(steps) - 1)] = predict_vad(samples)
-        steps.append({"say": LONG_REQUEST, "label": "long answer before the barge-in"})
-        steps.append({"barge_in": {"after_ms": TALK_OVER_AFTER_MS, "speak": INTERRUPTION}, "label": "barge-in"})
+            predictions[(f"talk-{lang}", len(talk) - 1)] = predict_vad(samples)
+        talk.append({"say": LONG_REQUEST, "label": "long answer before the barge-in"})
+        talk.append({"barge_in": {"after_ms": TALK_OVER_AFTER_MS, "speak": INTERRUPTION}, "label": "barge-in"})
         timed.append(_write_scenario(scenarios_dir, {"name": f"talk-{lang}", "vad": True, "realtime": True,
-                                                     "turns": steps}))
+                                                     "turns": talk}))
 
     options = dict(connect_options or {})
     experiments = {}

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from amigo_lab.experiments.experiment import ExperimentError, ExperimentResult, load_experiment
+from amigo_lab.experiments.experiment import (
+    ExperimentError,
+    ExperimentResult,
+    load_experiment,
+)
 from amigo_lab.experiments.metrics import metric_columns
 
 __all__ = ["Comparison", "bootstrap_difference", "compare"]
@@ -151,7 +155,13 @@ def _pass_rate(rows: pd.DataFrame, checks: list[str]) -> float:
 def _write_html(comparison: Comparison, path: Path) -> Path:
     import plotly.graph_objects as go
 
-    from amigo_lab.experiments.report import _Figures, _table, audio_tag, document, turn_audio
+    from amigo_lab.experiments.report import (
+        _Figures,
+        _table,
+        audio_tag,
+        document,
+        turn_audio,
+    )
 
     figures = _Figures()
     pa, pb = _primary(comparison.a), _primary(comparison.b)
@@ -171,7 +181,7 @@ def _write_html(comparison: Comparison, path: Path) -> Path:
         for side, table, result in (("a", pa, comparison.a), ("b", pb, comparison.b)):
             rows = table[(table["scenario"] == entry["scenario"]) & (table["step"] == entry["step"])]
             if len(rows):
-                user, agent = turn_audio(result.out / str(rows.iloc[0]["session"]), rows.iloc[0])
+                _user, agent = turn_audio(result.out / str(rows.iloc[0]["session"]), rows.iloc[0])
                 audio[side] = audio_tag(agent)
         turn_rows.append({**entry, "agent A": audio.get("a", ""), "agent B": audio.get("b", "")})
     first = "latency_first_audio_ms"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import math
 import os
 import re
@@ -27,18 +28,27 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from amigo_lab.errors import AmigoError
-from amigo_lab.experiments.metrics import aggregate_checks, evaluate, metric_columns, read_steps, run_rows
+from amigo_lab.experiments.metrics import (
+    aggregate_checks,
+    evaluate,
+    metric_columns,
+    read_steps,
+    run_rows,
+)
 from amigo_lab.experiments.runner import CallerPool, RunRecord, run_scenario_once
 from amigo_lab.experiments.scenario import Scenario, ScenarioError, load_scenario
 from amigo_lab.experiments.speech import prepare_audio
+
+logger = logging.getLogger("amigo_lab.experiments")
 
 __all__ = ["ExperimentError", "ExperimentResult", "analyse_session", "load_experiment", "load_scenarios", "run"]
 
@@ -182,7 +192,7 @@ def _is_url(out: str | os.PathLike[str]) -> bool:
 
 def _local(out: str | os.PathLike[str]) -> str:
     text = str(out)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text.removeprefix("file://")
 
 
 def _session_name(scenario: str, run: int) -> str:
@@ -412,7 +422,8 @@ def _run_threads(jobs: list[tuple[Scenario, int, int]], levels: list[int], stage
                 if not future.cancelled():
                     try:
                         record, rows = future.result()
-                    except BaseException:  # noqa: BLE001 - an interrupted run's folder may be unreadable
+                    except BaseException as exc:  # noqa: BLE001 - an interrupted run's folder may be unreadable
+                        logger.warning("an interrupted run could not be read back: %s", exc)
                         continue
                     if all(r is not record for r in records):
                         records.append(record)
@@ -501,8 +512,8 @@ def _summary(results: pd.DataFrame, checks: pd.DataFrame, scenarios: list[Scenar
         for (step, label), part in mine.groupby(["step", "expectation"], sort=True):
             failed = part[~part["passed"].astype(bool)]
             expectations.append({"step": int(step), "expectation": label, "line": _clean(part["line"].iloc[0]),
-                                 "passed": failed.empty, "runs_failed": int(len(failed)),
-                                 "runs_checked": int(len(part)),
+                                 "passed": failed.empty, "runs_failed": len(failed),
+                                 "runs_checked": len(part),
                                  "first_failure": None if failed.empty else str(failed["detail"].iloc[0])})
         rows = results[results["scenario"] == scenario.name] if len(results) else results
         latency = metric_summary(rows, by=[]) if len(rows) else pd.DataFrame()
@@ -519,7 +530,7 @@ def _summary(results: pd.DataFrame, checks: pd.DataFrame, scenarios: list[Scenar
         "passed": bool(per_scenario) and all(s["passed"] for s in per_scenario.values()) and not interrupted,
         "interrupted": interrupted, "runs": n_runs, "seconds": round(seconds, 3),
         "runs_per_minute": round(n_runs / seconds * 60.0, 3) if seconds > 0 else None,
-        "checks": int(len(checks)), "checks_failed": int((~checks["passed"].astype(bool)).sum()) if len(checks) else 0,
+        "checks": len(checks), "checks_failed": int((~checks["passed"].astype(bool)).sum()) if len(checks) else 0,
         "failed_runs": sum(1 for r in records if r.error), "scheduler": scheduler or "threads",
         "out": str(out), "scenarios": per_scenario,
     }

@@ -30,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--amigo-fast", action="store_true", help="stream audio as fast as allowed (not timing)")
 
 
-def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> "ScenarioFile | None":
+def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> ScenarioFile | None:
     """Collect ``*.scenario.yaml`` files as :class:`ScenarioFile`."""
     if file_path.name.endswith(_SUFFIXES):
         return ScenarioFile.from_parent(parent, path=file_path)

@@ -104,7 +104,7 @@ def replay_session(session_dir: str | os.PathLike[str], *, out: str | os.PathLik
             step = {}
         if item["kind"] == "audio":
             file = target.parent / f"{target.stem}-turn-{number:02d}.wav"
-            start, end = int(t * SAMPLE_RATE), int(math.ceil(item["end_t"] * SAMPLE_RATE))
+            start, end = int(t * SAMPLE_RATE), math.ceil(item["end_t"] * SAMPLE_RATE)
             write_wav(file, track[start:end], sr=SAMPLE_RATE)
             if "barge_in" in step:
                 step["barge_in"]["audio"] = file.name

@@ -22,7 +22,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from amigo_lab.experiments.experiment import ExperimentResult
 
-__all__ = ["audio_tag", "turn_audio", "summary_html", "write_experiment_report"]
+__all__ = ["audio_tag", "summary_html", "turn_audio", "write_experiment_report"]
 
 #: How many of the slowest turns the report plays back.
 WORST_TURNS = 5
@@ -91,7 +91,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], raw: tuple[str, ...] 
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
-def _expectations_html(result: "ExperimentResult") -> str:
+def _expectations_html(result: ExperimentResult) -> str:
     parts = []
     for name, scenario in result.summary.get("scenarios", {}).items():
         verdict = "<span class='pass'>PASS</span>" if scenario["passed"] else "<span class='fail'>FAIL</span>"
@@ -106,7 +106,7 @@ def _expectations_html(result: "ExperimentResult") -> str:
     return "".join(parts)
 
 
-def _distributions_html(result: "ExperimentResult", figures: "_Figures") -> str:
+def _distributions_html(result: ExperimentResult, figures: _Figures) -> str:
     import plotly.graph_objects as go
 
     from amigo_lab.experiments.metrics import metric_columns
@@ -129,7 +129,7 @@ def _distributions_html(result: "ExperimentResult", figures: "_Figures") -> str:
     return "".join(out)
 
 
-def _load_html(result: "ExperimentResult", figures: "_Figures") -> str:
+def _load_html(result: ExperimentResult, figures: _Figures) -> str:
     import plotly.graph_objects as go
 
     load = result.summary.get("load")
@@ -151,7 +151,7 @@ def _load_html(result: "ExperimentResult", figures: "_Figures") -> str:
     return "<section><h2>Load</h2>" + note + figures.add(figure) + "</section>"
 
 
-def _worst_html(result: "ExperimentResult") -> str:
+def _worst_html(result: ExperimentResult) -> str:
     table = result.results
     metric = "latency_first_audio_ms"
     if not len(table) or metric not in table:
@@ -177,7 +177,7 @@ class _Figures:
     def add(self, figure: Any) -> str:
         first = self.count == 0
         self.count += 1
-        return figure.to_html(full_html=False, include_plotlyjs=True if first else False, include_mathjax=False,
+        return figure.to_html(full_html=False, include_plotlyjs=first, include_mathjax=False,
                               config={"displaylogo": False, "responsive": True})
 
 
@@ -188,7 +188,7 @@ def document(title: str, sections: list[tuple[str, str]], intro: str = "") -> st
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{intro}{body}</body></html>\n")
 
 
-def summary_html(result: "ExperimentResult") -> str:
+def summary_html(result: ExperimentResult) -> str:
     """The verdict and the expectations table (what a notebook shows for an ExperimentResult)."""
     s = result.summary
     verdict = "<span class='pass'>PASSED</span>" if result.passed else "<span class='fail'>FAILED</span>"
@@ -198,7 +198,7 @@ def summary_html(result: "ExperimentResult") -> str:
             f"<code>{html.escape(str(result.out))}</code></p>{_expectations_html(result)}</div>")
 
 
-def write_experiment_report(result: "ExperimentResult", path: str | os.PathLike[str]) -> Path:
+def write_experiment_report(result: ExperimentResult, path: str | os.PathLike[str]) -> Path:
     """Write the experiment's report.html to ``path``; returns it. Open it in any browser, offline."""
     figures = _Figures()
     sections = [("Expectations", _expectations_html(result)),

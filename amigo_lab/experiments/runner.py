@@ -14,19 +14,29 @@ Next: :func:`amigo_lab.experiments.run` (the whole experiment: runs, tables, rep
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from amigo_lab.experiments.metrics import STEPS_FILE
 from amigo_lab.experiments.scenario import Scenario, Step
 from amigo_lab.experiments.speech import prepare_audio
+from amigo_lab.protocol.constants import VAD_END_SILENCE_MS
 
 __all__ = ["CallerPool", "RunRecord", "run_scenario_once"]
+
+logger = logging.getLogger("amigo_lab.experiments")
+
+#: Silence the caller keeps streaming after each utterance with VAD on, so the server hears it end (its end
+#: silence, with margin): what a microphone left open would send.
+TRAILING_SILENCE_MS = VAD_END_SILENCE_MS + 300
 
 #: Tokens the runner's own emulator accepts, one user each (more callers at once than this are refused).
 EMULATOR_CALLERS = 256
@@ -40,7 +50,7 @@ class CallerPool:
         self._lock = threading.Condition()
 
     @classmethod
-    def for_emulator(cls, n: int = EMULATOR_CALLERS) -> "CallerPool":
+    def for_emulator(cls, n: int = EMULATOR_CALLERS) -> CallerPool:
         """A pool of ``n`` made-up tokens (pair it with :meth:`emulator_tokens`)."""
         return cls([f"caller-{i:03d}" for i in range(n)])
 
@@ -95,10 +105,9 @@ def _wait_quiet(session: Any, *, until_t: float, timeout: float, stop: threading
         if time.monotonic() > deadline:
             return f"timed out after {timeout:g} s waiting for the agent ({len(pending)} turn(s) pending)"
         if pending:
-            try:
+            # A turn that timed out or was cancelled still counts as ended: only waiting matters here.
+            with contextlib.suppress(Exception):
                 pending[0].exception(timeout=0.1)
-            except Exception:  # noqa: BLE001 - a turn that timed out or was cancelled still counts as ended
-                pass
         else:
             time.sleep(0.02)
 
@@ -135,12 +144,11 @@ class _Microphone:
     CHUNK_MS = 20
 
     def __init__(self, session: Any, samples: Any, *, realtime: bool) -> None:
-        from amigo_lab.audio import SAMPLE_RATE, chunk, float_to_pcm16, silence
-        from amigo_lab.session.client import VAD_TRAILING_SILENCE_MS
-
         import numpy as np
 
-        padded = np.concatenate([np.asarray(samples, np.float32), silence(VAD_TRAILING_SILENCE_MS)])
+        from amigo_lab.audio import SAMPLE_RATE, chunk, float_to_pcm16, silence
+
+        padded = np.concatenate([np.asarray(samples, np.float32), silence(TRAILING_SILENCE_MS)])
         self._chunks = [float_to_pcm16(c) for c in chunk(padded, sr=SAMPLE_RATE, ms=self.CHUNK_MS) if c.size]
         self._session, self._realtime = session, realtime
         self.error: str | None = None
@@ -177,11 +185,9 @@ def _send(session: Any, step: Step, audio: dict[int, Any], realtime: bool) -> An
 
 def _duration_s(step: Step, audio: dict[int, Any], realtime: bool) -> float:
     from amigo_lab.audio import SAMPLE_RATE
-    from amigo_lab.session.client import VAD_TRAILING_SILENCE_MS
-
     if step.index not in audio:
         return 0.0
-    seconds = len(audio[step.index]) / SAMPLE_RATE + VAD_TRAILING_SILENCE_MS / 1000.0
+    seconds = len(audio[step.index]) / SAMPLE_RATE + TRAILING_SILENCE_MS / 1000.0
     return seconds if realtime else seconds / 2.0  # 20 ms chunks at the protocol's 100 frames/s
 
 
@@ -277,8 +283,8 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
             try:
                 if session.state not in ("closed", "failed"):
                     session.finish()
-            except Exception:  # noqa: BLE001 - the conversation may already be over
-                pass
+            except Exception as exc:  # noqa: BLE001 - the conversation may already be over
+                logger.debug("finishing run %d of %s: %s", run, scenario.name, exc)
             session.log.close()
             # The Parquet copy may be written in the background; the run is over when it is on disk.
             wait_closed = getattr(session.log, "wait_closed", None)

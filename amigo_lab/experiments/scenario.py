@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from amigo_lab.errors import AmigoError
 
@@ -194,7 +195,7 @@ class Scenario:
                            if e.key not in own)
         return out
 
-    def with_options(self, **changes: Any) -> "Scenario":
+    def with_options(self, **changes: Any) -> Scenario:
         """A copy with scenario-level fields replaced, e.g. ``version_set="canary"``."""
         from dataclasses import replace
         return replace(self, **changes)

@@ -43,13 +43,13 @@ def _with_pause(samples: np.ndarray, alignment: tuple[tuple[float, str], ...], t
     starts = [i for i, ch in enumerate(text) if not ch.isspace() and (i == 0 or text[i - 1].isspace())]
     word = after_word if after_word is not None else max(1, len(starts) // 2)
     cut_ms = alignment[starts[word]][0]
-    cut = int(round(cut_ms * SAMPLE_RATE / 1000.0))
+    cut = round(cut_ms * SAMPLE_RATE / 1000.0)
     # Back up to the quietest 10 ms just before the word, so the cut does not slice a sound in two.
     window = samples[max(0, cut - 1600): cut]
     if window.size >= 160:
         energy = np.convolve(np.abs(window), np.ones(160), mode="valid")
         cut = max(0, cut - 1600) + int(np.argmin(energy))
-    gap = np.zeros(int(round(pause_ms * SAMPLE_RATE / 1000.0)), dtype=np.float32)
+    gap = np.zeros(round(pause_ms * SAMPLE_RATE / 1000.0), dtype=np.float32)
     return np.concatenate([samples[:cut], gap, samples[cut:]]).astype(np.float32, copy=False)
 
 

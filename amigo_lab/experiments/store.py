@@ -12,12 +12,17 @@ DuckDB's ``quantile_cont``), so they agree to floating-point rounding.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from amigo_lab.experiments.experiment import PERCENTILES, TURNS_DIR, ExperimentError, metric_summary
+from amigo_lab.experiments.experiment import (
+    PERCENTILES,
+    TURNS_DIR,
+    ExperimentError,
+    metric_summary,
+)
 
 __all__ = ["session_metrics", "session_metrics_pandas", "turn_files"]
 

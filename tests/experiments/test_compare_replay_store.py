@@ -7,9 +7,15 @@ import pandas as pd
 import pytest
 
 from amigo_lab.experiments import (
-    ExperimentError, compare, load_scenario, replay_session, run, session_metrics, session_metrics_pandas,
+    ExperimentError,
+    compare,
+    load_scenario,
+    replay_session,
+    run,
+    session_metrics,
+    session_metrics_pandas,
 )
-from amigo_lab.experiments.compare import bootstrap_difference
+from amigo_lab.experiments.comparison import bootstrap_difference
 
 from .conftest import TEXT_SCENARIO
 

@@ -9,7 +9,7 @@ def _pytest(folder, *args):
     quiet = [] if "-v" in args else ["-q"]
     return subprocess.run([sys.executable, "-m", "pytest", str(folder), *quiet, "-p", "no:cacheprovider",
                            "-o", "addopts=", "-o", "testpaths=", *args],
-                          capture_output=True, text=True, timeout=300, cwd=folder)
+                          check=False, capture_output=True, text=True, timeout=300, cwd=folder)
 
 
 def test_scenario_files_are_collected_and_failures_explained(tmp_path):

@@ -77,10 +77,9 @@ def test_results_read_back_from_the_folder(emulator, write_scenario, tmp_path):
 
 
 def test_spoken_steps_pauses_and_a_discarded_cough(write_scenario, tmp_path):
-    from amigo_lab.emulator import Emulator
-
-    from amigo_lab.experiments.bench import _burst
     from amigo_lab.audio import write_wav
+    from amigo_lab.emulator import Emulator
+    from amigo_lab.experiments.bench import _burst
 
     write_wav(tmp_path / "cough.wav", _burst(60), sr=16000)
     path = write_scenario("""\
@@ -121,14 +120,14 @@ def test_the_command_exits_0_on_pass_and_1_on_failure(write_scenario, tmp_path):
     bad = write_scenario("name: bad\nrealtime: false\nturns:\n  - say: hello\n    expect: {reply_matches: nope}\n",
                          "bad.yaml")
     passed = subprocess.run(CLI + ["run", str(good), "--out", str(tmp_path / "a"), "--quiet"],
-                            capture_output=True, text=True, timeout=240)
+                            check=False, capture_output=True, text=True, timeout=240)
     assert passed.returncode == 0, passed.stderr
     assert "PASS  hours" in passed.stdout
     failed = subprocess.run(CLI + ["run", str(bad), "--out", str(tmp_path / "b"), "--quiet"],
-                            capture_output=True, text=True, timeout=240)
+                            check=False, capture_output=True, text=True, timeout=240)
     assert failed.returncode == 1
     assert "FAIL  bad" in failed.stdout and "reply_matches nope" in failed.stdout
-    refused = subprocess.run(CLI + ["run", str(tmp_path / "absent.yaml")], capture_output=True, text=True)
+    refused = subprocess.run(CLI + ["run", str(tmp_path / "absent.yaml")], check=False, capture_output=True, text=True)
     assert refused.returncode == 2 and "no such file" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from amigo_lab.experiments import LATENCY_NAMES, ScenarioError, load_scenario, parse_scenario
+from amigo_lab.experiments import (
+    LATENCY_NAMES,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "scenarios" / "opening-hours.yaml"
 
