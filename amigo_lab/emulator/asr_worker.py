@@ -23,10 +23,12 @@ import os
 import struct
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from typing import IO
 
 HEADER = struct.Struct("<BII")
+#: Phrase sets (one per service) whose recognizer a worker keeps ready; older ones are rebuilt on use.
+MAX_RECOGNIZERS = 8
 OPEN, FEED, FINISH, CANCEL, WARM, RESULT, ERROR = range(1, 8)
 
 
@@ -100,12 +102,18 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until ``requests`` ends."""
     from amigo_lab.speech import Recognizer
 
-    recognizers: dict[bytes, Recognizer] = {}
+    # Bounded: each recognizer keeps up to MAX_IDLE_DECODERS decoders of a few MB; a long-lived worker
+    # that saw many services keeps the most recently used phrase sets only.
+    recognizers: OrderedDict[bytes, Recognizer] = OrderedDict()
     streams = {}
 
     def recognizer(phrases: bytes) -> Recognizer:
-        if phrases not in recognizers:
+        if phrases in recognizers:
+            recognizers.move_to_end(phrases)
+        else:
             recognizers[phrases] = Recognizer(phrases.decode("utf-8").split("\n"))
+            while len(recognizers) > MAX_RECOGNIZERS:
+                recognizers.popitem(last=False)
         return recognizers[phrases]
 
     inbox = _Inbox()
