@@ -31,7 +31,9 @@ Rules (each stated once)
    when none is in flight, else waits its turn; external events wait and ride with the next interaction (an
    interaction with events only opens when the server begins it). Whatever the server sends for an
    interaction before ``user-message-available`` (actions, pieces) belongs to the interaction in flight: the
-   waiting user turn (order-robust). Server output with no interaction in flight opens one (kind ``agent``).
+   waiting user turn (order-robust). Server output with no interaction in flight opens one: for speech the
+   server's VAD began but never reported ended (kind ``voice``, its end unknown), for waiting events
+   (``event``), else unprompted (``agent``).
 4. **No greeting.** When the server begins the first user interaction (``user-message-available``) while the
    greeting has received nothing, the greeting completes empty (reported) and the waiting input's interaction
    opens. A user input that ends while the greeting is in flight waits behind it like any other.
@@ -48,9 +50,9 @@ Rules (each stated once)
    interaction in flight is a text input with other text and nothing from the server, means the server
    skipped the ones before: they are voided (reason ``skipped``).
 8. **Every interaction ends**: completed by ``interaction-complete``; voided by an error or refusal; completed
-   without its ``interaction-complete`` when the server begins the next one (``user-message-available`` for a
-   new message while one was seen, reported); or, on ``connection.closed``, voided (reason ``closed``) with the
-   close named. Inputs still waiting at the close are dropped (:class:`InputDropped`). An interaction stays
+   without its ``interaction-complete`` when the server begins the next one (a ``user-message-available`` for a
+   new message after one was seen, or after greeting output; reported); or, on ``connection.closed``, voided
+   (reason ``closed``) with the close named. Inputs still waiting at the close are dropped (:class:`InputDropped`). An interaction stays
    open only while the socket is open.
 9. **Barge-in**: ``vad-speech-started`` while an interaction is in flight and has received agent pieces, or a
    client ``playback.flushed`` of one of its messages (also after completion: the user spoke over audio still
