@@ -147,3 +147,18 @@ def test_a_worker_exits_when_its_parent_dies_without_cleaning_up(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": os.getcwd()}, check=True)
     assert gone(int(run.stdout.split()[0]))
+
+
+def test_the_worker_serves_a_finishing_stream_before_other_streams_audio_and_drops_cancelled_audio():
+    from amigo_lab.emulator.asr_worker import CANCEL, FEED, FINISH, OPEN, _Inbox
+
+    inbox = _Inbox()
+    for frame in [(OPEN, 1, b""), (FEED, 1, b"a1"), (OPEN, 2, b""), (FEED, 2, b"b1"), (FEED, 1, b"a2"),
+                  (FEED, 3, b"c1"), (FEED, 2, b"b2"), (FINISH, 2, b""), (FEED, 3, b"c2"), (CANCEL, 3, b"")]:
+        inbox.put(frame)
+    inbox.close()
+    served = []
+    while (frame := inbox.get()) is not None:
+        served.append(frame[:2])
+    # Stream 2 finishes first (its own order kept), stream 3's audio is gone, the rest follows in order.
+    assert served == [(OPEN, 2), (FEED, 2), (FEED, 2), (FINISH, 2), (OPEN, 1), (FEED, 1), (FEED, 1), (CANCEL, 3)]
