@@ -489,10 +489,11 @@ class SessionPanel(ipywidgets.VBox):
         lost = state in ("idle", "connected") and shown in ("connected", "reconnecting")   # no conversation left
         if (state == "failed" or lost) and shown != "error":
             self.mic.release()
-            self.view.state = "error"
             last = f" (last: {self.view.error})" if self.view.error else ""
-            self.view.show_error(f"the connection was lost and could not be re-established{last}",
-                                 "click Connect to continue the conversation")
+            with self.view.hold_sync():       # the browser gets the error and the state in one message
+                self.view.show_error(f"the connection was lost and could not be re-established{last}",
+                                     "click Connect to continue the conversation")
+                self.view.state = "error"
         elif state in ("closed", "completed") and shown in ("connected", "reconnecting") \
                 and session.state == state:
             self.mic.release()

@@ -274,3 +274,29 @@ def test_replaying_a_turn_from_the_transcript(open_notebook, artifacts_dir):
     assert notebook.json("int(amigo_session.frames['message_id'].astype(str).str.startswith('local-').sum())") == 0
     page.screenshot(path=str(artifacts_dir / "browser-session-panel-replay.png"), full_page=True)
     notebook.run("get_ipython().run_line_magic('amigo', 'finish')")
+
+
+LOST_CELLS = [
+    "import amigo_lab\n"
+    "from amigo_lab.emulator import Emulator\n"
+    "from amigo_lab.session import Backoff\n"
+    "from amigo_lab.widgets import SessionPanel\n"
+    "emulator = Emulator(realtime=False).start()\n"
+    "session = amigo_lab.connect(emulator=emulator, backoff=Backoff(initial=0.05, maximum=0.2, attempts=3))\n"
+    "panel = SessionPanel(session, mode='vad')\n"
+    "panel",
+]
+
+
+def test_a_reconnect_that_fails_is_shown_and_stops_the_microphone(open_notebook, artifacts_dir):
+    notebook = open_notebook("lost.ipynb", LOST_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-panel[data-state='connected']", timeout=90_000)
+    page.click(".amigo-mic-start")
+    notebook.wait_for("panel.mic.state == 'streaming'", timeout=30, what="the microphone to stream")
+    notebook.run("emulator.stop()")                    # the server goes away for good
+    page.wait_for_selector(".amigo-panel[data-state='error']", timeout=60_000)
+    assert "Connect" in page.inner_text(".amigo-panel-error")
+    notebook.wait_for("panel.mic.state != 'streaming'", timeout=30, what="the microphone to stop")
+    page.screenshot(path=str(artifacts_dir / "browser-reconnect-failed.png"))
