@@ -234,6 +234,27 @@ def _heard_span(row: Any) -> tuple[float, float]:
     return start, row.barge_in_t if _yes(row.interrupted) else math.nan
 
 
+def _unheard_spans(table: pd.DataFrame) -> list[tuple[float, float, int]]:
+    """Per interrupted turn, the agent audio received but not heard: from the cut to the end of the reply."""
+    out = []
+    for row in table.itertuples(index=False):
+        if not _yes(row.interrupted):
+            continue
+        _, heard_end = _heard_span(row)
+        answer = row.first_answer_audio_t if not math.isnan(row.first_answer_audio_t) else row.first_audio_t
+        received_end = answer + row.reply_audio_ms / 1000.0 if not math.isnan(row.reply_audio_ms) else math.nan
+        if not math.isnan(heard_end) and not math.isnan(received_end) and received_end > heard_end:
+            out.append((heard_end, received_end, int(row.turn)))
+    return out
+
+
+def _unheard_svg(table: pd.DataFrame, axis: _Axis, y: float, height: float) -> list[str]:
+    return [f"<rect x='{axis.x(a):.1f}' y='{y:.0f}' width='{max(axis.x(b) - axis.x(a), 1):.1f}' height='{height:.0f}' "
+            f"fill='#ffffff' fill-opacity='0.6' stroke='#d62728' stroke-dasharray='2 2'><title>turn {turn}: received "
+            f"{a:.2f}–{b:.2f} s but not heard (playback cut at the barge-in)</title></rect>"
+            for a, b, turn in _unheard_spans(table)]
+
+
 def _turns_html(table: pd.DataFrame, user: np.ndarray | None, agent: np.ndarray | None) -> str:
     if not len(table):
         return "<p class='note'>No turns.</p>"
@@ -364,6 +385,8 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
         else:
             body.append(f"<circle cx='{axis.x(start):.1f}' cy='{y + (lane_h - 12) / 2}' r='5' fill='{colour}'>"
                         f"{tip}</circle>")
+    if "agent" in row_of:
+        body += _unheard_svg(table, axis, top + row_of["agent"] * lane_h + 6, lane_h - 12)
     bottom = top + len(lanes) * lane_h
     body += _marks(table, axis, top, bottom)
     body.append(axis.svg(bottom + 4, "time (s, log clock)"))
@@ -503,6 +526,8 @@ def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, s
         width = axis.x(len(track) / _SR) - _LEFT
         body.append(f"<image x='{_LEFT}' y='{y}' width='{width:.1f}' height='{band_h}' preserveAspectRatio='none' "
                     f"href='data:image/png;base64,{data}'/>")
+        if i == 1:
+            body += _unheard_svg(table, axis, y, band_h)
         if i == 0:
             speech = segments[(segments["source"] == "server-vad") & (segments["kind"] == "speech")]
             spans = zip(speech["start_t"].to_numpy(float), speech["end_t"].to_numpy(float), strict=True)
@@ -516,8 +541,8 @@ def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, s
     return _svg(bottom + 40, body, "spectrograms") + (
         f"<p class='note'>Mel spectrograms (64 bands, 0–8 kHz), {low:.0f} to {peak:.0f} dB; long sessions are "
         "averaged down to the page's width. Blue bars: the server VAD's user speech; dashed lines as on the "
-        "timeline. The agent's track lays its pieces end to end from their arrival, as a gapless player "
-        "would.</p>")
+        "timeline; veiled in red dashes, agent audio received but not heard (cut at a barge-in). The agent's "
+        "track lays its pieces end to end from their arrival, as a gapless player would.</p>")
 
 
 # --- errors, meta, document ---------------------------------------------------------------------------------

@@ -267,6 +267,9 @@ class FrameLog:
                     wire = None
                 flags.append(FLAG_RESERIALIZED)
         elif isinstance(frame, str):
+            if frame not in LOCAL_KINDS:
+                raise FrameLogError(f"unknown local kind {frame!r}; known kinds: {sorted(LOCAL_KINDS)} "
+                                    "(declare a new one with amigo_lab.framelog.register_local_kind)")
             type_ = frame
             values = {}
         elif frame is None and raw is not None:

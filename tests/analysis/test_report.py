@@ -58,6 +58,8 @@ def test_each_spoken_turn_has_players_for_what_was_said_and_heard(tmp_path):
     assert abs(user - (1.2 + 2 * 0.15)) < 0.03  # the server VAD's 1.2 s of speech, 150 ms either side
     assert abs(agent - 1.1) < 0.03  # the filler from 4.3 s, then the answer until it was cut at 5.4 s
     assert "cut at the barge-in" in page
+    # Received but not heard, on the timeline and over the agent's spectrogram: 5.4 s to the answer's end.
+    assert page.count("turn 1: received 5.40–5.64 s but not heard") == 2
     without = write_report(folder, tmp_path / "quiet.html", progress=False, audio=False).read_text(encoding="utf-8")
     assert "<audio" not in without and "Audio left out of this report" in without
 
