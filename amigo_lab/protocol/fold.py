@@ -589,10 +589,13 @@ class Fold:
                 self._ptt.key = key
             return
         ptt, self._ptt = self._ptt, None
+        if ptt is not None and ptt.key is None:
+            ptt.key = key  # a feeder may name the input on its last frame (audio: null) instead of its first
         if self._segment is not None:
             self._segment.audio_end = t  # the segment in progress ends with the audio (rule 2)
-            if ptt is not None and ptt.key is not None and self._segment.key is None:
-                self._segment.key = ptt.key
+            named = ptt.key if ptt is not None else key
+            if named is not None and self._segment.key is None:
+                self._segment.key = named
             return
         if ptt is None:
             return  # with VAD on, the end of the audio is the end of the stream, not a turn

@@ -531,3 +531,26 @@ def test_history_bounds_the_records_kept():
     assert none.fold.interactions() == []
     with pytest.raises(ValueError, match="history"):
         f.Fold(history=-1)
+
+
+def test_a_key_on_the_audio_end_names_a_push_to_talk_input_whose_chunks_were_unnamed():
+    feed = Feed()
+    feed.start()
+    feed.greeting()
+    feed.stream(1.0, 40)  # a live microphone: chunks without a key
+    [ended] = of(feed.sent(1.1, p.NewAudioMessage(audio=None), key="mic-turn"), f.UserTurnEnded)
+    assert ended.key == "mic-turn" and ended.source == "push-to-talk"
+
+
+def test_a_key_on_the_audio_end_names_the_vad_speech_in_progress():
+    feed = Feed()
+    feed.start()
+    feed.greeting()
+    feed.sent(0.9, p.SwitchVadMode(vad_mode_on=True))
+    feed.stream(1.0, 400)
+    feed.got(1.2, p.VadSpeechStarted(audio_ms=100))
+    assert feed.sent(1.4, p.NewAudioMessage(audio=None), key="file-turn") == []
+    assert of(feed.got(1.9, p.VadSpeechEnded(audio_ms=380)), f.UserTurnEnded)[0].key == "file-turn"
+    # With no speech in progress, a key on the end of audio names nothing (it would steal a later turn).
+    feed.sent(2.0, p.NewAudioMessage(audio=None), key="stray")
+    assert of(feed.got(3.0, p.VadSpeechEnded()), f.UserTurnEnded)[0].key != "stray"
