@@ -392,7 +392,8 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
     body.append(axis.svg(bottom + 4, "time (s, log clock)"))
     kinds = segments[["source", "kind"]].drop_duplicates().astype(str).itertuples(index=False)
     keys, end = _legend([(f"{s} {k}", _COLOURS.get((s, k), "#999999")) for s, k in kinds]
-                        + [(name, TURN_MARKS[c]) for c, name in _MARK_NAMES.items()], bottom + 52)
+                        + [(name, TURN_MARKS[c]) for c, name in _MARK_NAMES.items()]
+                        + ([("received, not heard", "#f4c7c7")] if _unheard_spans(table) else []), bottom + 52)
     return _svg(end, body + keys, "who spoke when") + (
         "<p class='note'>Hover a bar or a dot for its frames. Dashed lines: each turn's "
         + ", ".join(f"<span style='color:{TURN_MARKS[c]}'>{n}</span>" for c, n in _MARK_NAMES.items()) + ".</p>")
