@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from amigo_lab.audio import AudioError
 from amigo_lab.emulator.agent import AgentReply, AgentTurn, as_reply, filler_text
 from amigo_lab.emulator.errors import Refusal
-from amigo_lab.emulator.inbound import error_description, surrogate_field
+from amigo_lab.emulator.inbound import error_description, surrogate_in_json
 from amigo_lab.emulator.matching import detect_language
 from amigo_lab.emulator.rendering import text_pieces
 from amigo_lab.emulator.store import ConversationRecord, FrameRateLimiter, new_id
@@ -71,7 +71,6 @@ from amigo_lab.protocol import (
     VadSpeechResetZero,
     VadSpeechStarted,
     constants,
-    parse,
 )
 from amigo_lab.speech import SPEECH_ENDED, SPEECH_RESET_ZERO, SPEECH_STARTED
 
@@ -293,26 +292,25 @@ class Connection:
             await self._send_error(400, "a binary frame: every message is one JSON object in a text frame "
                                         "(protocol.md section 1); send the same JSON as text")
             return
-        try:
-            frame = parse(message)
-        except FrameError as exc:
-            await self._send_error(400, str(exc))
-            return
-        # Only a \u escape can put a lone surrogate in a string (the socket checked the frame is UTF-8).
+        # Only a \u escape can put a lone surrogate in a string (the socket checked the frame is UTF-8), and
+        # it must be refused before the state machine takes the frame.
         if "\\u" in message:
-            where = surrogate_field(frame.to_dict(), frame.type)
+            where = surrogate_in_json(message)
             if where is not None:
                 await self._send_error(400, f"{where}: holds a lone UTF-16 surrogate (half of a character, such "
                                             "as an emoji cut in two), which is not valid Unicode; send whole "
                                             "characters")
                 return
-        initialising = isinstance(frame, (StartConversation, ContinueConversation))
-        if initialising and self.conversation.state is not State.CONNECTED:
-            raise Refusal(CloseCode.BAD_REQUEST,
-                          f"{frame.type} sent twice: a connection initialises one conversation, once")
         try:
-            self.conversation.receive_frame(frame)
+            self.conversation.receive(message)
+        except FrameError as exc:
+            await self._send_error(400, str(exc))
+            return
         except RemoteProtocolError as exc:
+            if isinstance(exc.frame, (StartConversation, ContinueConversation)) \
+                    and self.conversation.state is not State.CONNECTED:
+                raise Refusal(CloseCode.BAD_REQUEST, f"{exc.frame.type} sent twice: a connection initialises one "
+                                                     "conversation, once") from exc
             await self._send_error(400, str(exc))
             return
         # The drain half of the receive contract: the conversation keeps nothing once its frames are taken.

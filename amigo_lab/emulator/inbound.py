@@ -14,6 +14,7 @@ Two problems reach the emulator in frames that parse:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -45,10 +46,24 @@ def surrogate_field(wire: Mapping[str, Any], frame_type: str) -> str | None:
     """The field of the wire object ``wire`` whose text (key or value) holds a lone surrogate, as
     ``"<frame_type>.<path>"``, or None when every string is valid Unicode.
 
-    Call it on a frame's ``to_dict()`` when the received text had a ``\\u`` escape (only an escape can
-    produce a surrogate: the WebSocket layer has already checked the frame is UTF-8).
+    For a received text, :func:`surrogate_in_json` parses it and calls this.
     """
     return _walk(wire, frame_type)
+
+
+def surrogate_in_json(text: str) -> str | None:
+    """Like :func:`surrogate_field`, for a received JSON text: the field holding a lone surrogate, or None
+    (also None when the text is not a JSON object with a string ``type``; parsing it reports that)."""
+    try:
+        wire = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(wire, dict):
+        return None
+    frame_type = wire.get("type")
+    if isinstance(frame_type, str) and has_surrogate(frame_type):
+        return "frame.type"
+    return _walk(wire, frame_type if isinstance(frame_type, str) and frame_type else "frame")
 
 
 def _walk(value: Any, path: str) -> str | None:
@@ -90,4 +105,5 @@ def _shorten(match: re.Match[str]) -> str:
     return f"{quote}{body[:MAX_QUOTED_CHARS]}...{quote} ({len(body)} characters)"
 
 
-__all__ = ["MAX_DESCRIPTION_CHARS", "MAX_QUOTED_CHARS", "error_description", "has_surrogate", "surrogate_field"]
+__all__ = ["MAX_DESCRIPTION_CHARS", "MAX_QUOTED_CHARS", "error_description", "has_surrogate", "surrogate_field",
+           "surrogate_in_json"]
