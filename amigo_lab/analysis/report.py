@@ -68,6 +68,7 @@ th { background: #f4f4f4; } dl.meta { display: grid; grid-template-columns: max-
 dl.meta dt { font-weight: 600; } .note { color: #666; font-size: 0.9em; } .scroll { overflow-x: auto; }
 .tall { max-height: 520px; overflow-y: auto; } .banner { background: #fff3cd; border: 1px solid #e0c36c;
 padding: 0.6em 1em; margin: 1em 0; } audio { height: 28px; width: 220px; } svg text { font-size: 11px; }
+.turns td:nth-child(n+3):nth-child(-n+5) { min-width: 14em; }
 """
 
 
@@ -258,7 +259,7 @@ def _unheard_svg(table: pd.DataFrame, axis: _Axis, y: float, height: float) -> l
 def _turns_html(table: pd.DataFrame, user: np.ndarray | None, agent: np.ndarray | None) -> str:
     if not len(table):
         return "<p class='note'>No turns.</p>"
-    body = _table(table[list(_TURN_VIEW)])
+    body = "<div class='turns'>" + _table(table[list(_TURN_VIEW)]) + "</div>"
     if len(table) <= _FULL_TABLE_TURNS:
         body += f"<details><summary>Every column</summary>{_table(table)}</details>"
     if user is None and agent is None:
