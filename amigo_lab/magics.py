@@ -13,7 +13,8 @@ import re
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -303,8 +304,9 @@ class AmigoMagics(Magics):
         if org is not None and not service:
             raise UsageError("which service? add --service ID (24 hex characters, from the Amigo console) "
                              "or set AMIGO_SERVICE_ID")
-        options = dict(region=args.region, service_id=service, host=args.host,
-                       response_format="text" if args.text else "voice", audio_format="mp3" if args.mp3 else "pcm")
+        options = {"region": args.region, "service_id": service, "host": args.host,
+                   "response_format": "text" if args.text else "voice",
+                   "audio_format": "mp3" if args.mp3 else "pcm"}
         key = (org, token, args.host or os.environ.get("AMIGO_HOST") or None, service)
         old = self.session if self.session is not None and self.session.state not in _ENDED_STATES else None
         if old is not None and key == self._key:

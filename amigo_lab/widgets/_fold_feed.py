@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from amigo_lab.protocol import parse
 from amigo_lab.protocol.fold import Fold

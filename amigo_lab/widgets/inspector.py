@@ -19,9 +19,11 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import anywidget
 import pandas as pd
@@ -54,9 +56,10 @@ _FOLDED_LOCAL = {"playback.progress"}
 def _value(entry: Mapping[str, Any], name: str) -> Any:
     """A column of an entry, with pandas' missing values (a replayed DataFrame row) as None."""
     value = entry.get(name)
-    if value is None or isinstance(value, (str, bool, int, float, dict, list)) and not (
-            isinstance(value, float) and value != value):
+    if value is None or isinstance(value, (str, bool, int, dict, list)):
         return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
     try:
         return None if pd.isna(value) else value
     except (TypeError, ValueError):

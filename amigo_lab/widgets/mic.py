@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import traitlets
@@ -150,12 +151,8 @@ class Microphone(anywidget.AnyWidget):
                 self._deliver_chunk(bytes(buffer))
         elif kind == "end":
             self._deliver_end()
-        elif kind == "start":
-            if content.get("mode") == "vad":
-                self._set_server_vad(True)
-        elif kind == "stop":
-            if content.get("mode") == "vad":
-                self._set_server_vad(False)
+        elif kind in ("start", "stop") and content.get("mode") == "vad":
+            self._set_server_vad(kind == "start")
 
     def _deliver_chunk(self, pcm: bytes) -> None:
         if len(pcm) % 2:
@@ -182,10 +179,9 @@ class Microphone(anywidget.AnyWidget):
 
     def _set_server_vad(self, on: bool) -> None:
         session = self._session
-        if session is not None:
-            # Synchronous on purpose: the switch is queued before the chunks that follow this message.
-            if self._to_session(session.vad, on):
-                self._vad_switched_on = session if on else None
+        # Synchronous on purpose: the switch is queued before the chunks that follow this message.
+        if session is not None and self._to_session(session.vad, on):
+            self._vad_switched_on = session if on else None
 
     def _hand_back_vad(self, session: Any) -> None:
         """Switch the server's VAD off again on ``session`` if this widget switched it on; a half-spoken

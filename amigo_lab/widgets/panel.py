@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import anywidget
 import ipywidgets
@@ -433,7 +434,9 @@ class SessionPanel(ipywidgets.VBox):
             if session is not None:
                 session.reconnect()
             else:
-                from amigo_lab._connect import connect  # the real service, or the embedded emulator
+                from amigo_lab._connect import (
+                    connect,  # the real service, or the embedded emulator
+                )
 
                 session = connect(**self._connect_options)
                 self.attach(session, owned=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import numpy as np

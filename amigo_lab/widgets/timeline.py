@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -276,9 +277,7 @@ class LiveTimeline(anywidget.AnyWidget):
                 self._mark(event.t, "error", label)
             elif isinstance(event, SpeechDiscarded):
                 self._mark(event.t, "discarded", "speech discarded (too short)")
-            elif isinstance(event, UserTurnEnded):
-                self._set_state("thinking")
-            elif isinstance(event, InteractionStarted) and self.state in ("idle", "listening"):
+            elif isinstance(event, UserTurnEnded) or isinstance(event, InteractionStarted) and self.state in ("idle", "listening"):
                 self._set_state("thinking")
             elif isinstance(event, (InteractionCompleted, InteractionVoided)):
                 if isinstance(event, InteractionVoided):

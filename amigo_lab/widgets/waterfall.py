@@ -16,14 +16,20 @@ Without a session, :meth:`LatencyWaterfall.apply` takes fold events (e.g. from
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import anywidget
 import numpy as np
 import traitlets
 
-from amigo_lab.protocol.fold import LATENCIES, InteractionCompleted, InteractionUpdated, InteractionVoided
+from amigo_lab.protocol.fold import (
+    LATENCIES,
+    InteractionCompleted,
+    InteractionUpdated,
+    InteractionVoided,
+)
 
 __all__ = ["WATERFALL_STEPS", "LatencyWaterfall"]
 

@@ -58,15 +58,15 @@ def test_a_question_typed_with_its_question_mark(open_notebook, artifacts_dir):
 
 
 WATERFALL_CELLS = [
-    "import amigo_lab\n"
-    "from amigo_lab import analysis\n"
-    "from amigo_lab.widgets import LatencyWaterfall\n"
-    "session = amigo_lab.connect()\n"
-    "session.greeting.result()\n"
-    "for text in ['what are your opening hours', 'where are you located', 'can I book an appointment']:\n"
-    "    session.say(text).result()\n"
-    "waterfall = LatencyWaterfall(session)\n"
-    "waterfall",
+    ("import amigo_lab\n"
+     "from amigo_lab import analysis\n"
+     "from amigo_lab.widgets import LatencyWaterfall\n"
+     "session = amigo_lab.connect()\n"
+     "session.greeting.result()\n"
+     "for text in ['what are your opening hours', 'where are you located', 'can I book an appointment']:\n"
+     "    session.say(text).result()\n"
+     "waterfall = LatencyWaterfall(session)\n"
+     "waterfall"),
 ]
 
 _BARS = """
@@ -105,42 +105,42 @@ def test_the_waterfall_shows_the_numbers_of_analysis_turns(open_notebook, artifa
 # An hour of a VAD microphone session: 50 chunks a second up, the agent's pieces ~6 a second down, a turn every
 # ten seconds, fed into the inspector 60 times faster than real time from a kernel thread.
 HOUR_CELLS = [
-    "import threading, time\n"
-    "from amigo_lab.widgets import EventInspector\n"
-    "inspector = EventInspector()\n"
-    "inspector",
-    "SIM_S, SPEED = 3600, 60\n"
-    "state = {'fed': 0, 'done': False}\n"
-    "def traffic():\n"
-    "    seq, t = 0, 0.0\n"
-    "    def entry(direction, kind, **fields):\n"
-    "        nonlocal seq\n"
-    "        seq += 1\n"
-    "        return dict(seq=seq, t=t, direction=direction, type=kind, **fields)\n"
-    "    while t < SIM_S:\n"
-    "        for step in range(500):                     # ten simulated seconds, 20 ms per step\n"
-    "            t += 0.02\n"
-    "            yield entry('sent', 'client.new-audio-message', audio_bytes=640, audio_ms=20.0,\n"
-    "                        wire='{\"type\":\"client.new-audio-message\",\"audio\":\"' + 'A' * 852 + '\"}')\n"
-    "            turn = int(t // 10)\n"
-    "            if step == 100: yield entry('received', 'server.vad-speech-started')\n"
-    "            if step == 200: yield entry('received', 'server.vad-speech-ended', vad_ms=t * 1000)\n"
-    "            if step == 210: yield entry('received', 'server.user-message-available', text=f'question {turn}',\n"
-    "                                         message_id=f'u{turn}')\n"
-    "            if step % 8 == 0:\n"
-    "                yield entry('received', 'server.new-message', message_id=f'a{turn}', audio_bytes=5120,\n"
-    "                            audio_ms=160.0, sequence_number=step // 8, alignment='[[0.0,\"w\"],[80.0,\"o\"]]')\n"
-    "            if step == 499: yield entry('received', 'server.interaction-complete', message_id=f'a{turn}',\n"
-    "                                         text=f'answer {turn}')\n"
-    "def run():\n"
-    "    start = time.monotonic()\n"
-    "    for e in traffic():\n"
-    "        ahead = e['t'] / SPEED - (time.monotonic() - start)\n"
-    "        if ahead > 0.005: time.sleep(ahead)\n"
-    "        inspector.feed(e)\n"
-    "        state['fed'] += 1\n"
-    "    state['done'] = True\n"
-    "feeder = threading.Thread(target=run, daemon=True)",
+    ("import threading, time\n"
+     "from amigo_lab.widgets import EventInspector\n"
+     "inspector = EventInspector()\n"
+     "inspector"),
+    ("SIM_S, SPEED = 3600, 60\n"
+     "state = {'fed': 0, 'done': False}\n"
+     "def traffic():\n"
+     "    seq, t = 0, 0.0\n"
+     "    def entry(direction, kind, **fields):\n"
+     "        nonlocal seq\n"
+     "        seq += 1\n"
+     "        return dict(seq=seq, t=t, direction=direction, type=kind, **fields)\n"
+     "    while t < SIM_S:\n"
+     "        for step in range(500):                     # ten simulated seconds, 20 ms per step\n"
+     "            t += 0.02\n"
+     "            yield entry('sent', 'client.new-audio-message', audio_bytes=640, audio_ms=20.0,\n"
+     "                        wire='{\"type\":\"client.new-audio-message\",\"audio\":\"' + 'A' * 852 + '\"}')\n"
+     "            turn = int(t // 10)\n"
+     "            if step == 100: yield entry('received', 'server.vad-speech-started')\n"
+     "            if step == 200: yield entry('received', 'server.vad-speech-ended', vad_ms=t * 1000)\n"
+     "            if step == 210: yield entry('received', 'server.user-message-available', text=f'question {turn}',\n"
+     "                                         message_id=f'u{turn}')\n"
+     "            if step % 8 == 0:\n"
+     "                yield entry('received', 'server.new-message', message_id=f'a{turn}', audio_bytes=5120,\n"
+     "                            audio_ms=160.0, sequence_number=step // 8, alignment='[[0.0,\"w\"],[80.0,\"o\"]]')\n"
+     "            if step == 499: yield entry('received', 'server.interaction-complete', message_id=f'a{turn}',\n"
+     "                                         text=f'answer {turn}')\n"
+     "def run():\n"
+     "    start = time.monotonic()\n"
+     "    for e in traffic():\n"
+     "        ahead = e['t'] / SPEED - (time.monotonic() - start)\n"
+     "        if ahead > 0.005: time.sleep(ahead)\n"
+     "        inspector.feed(e)\n"
+     "        state['fed'] += 1\n"
+     "    state['done'] = True\n"
+     "feeder = threading.Thread(target=run, daemon=True)"),
 ]
 
 _FPS = """
@@ -277,14 +277,14 @@ def test_replaying_a_turn_from_the_transcript(open_notebook, artifacts_dir):
 
 
 LOST_CELLS = [
-    "import amigo_lab\n"
-    "from amigo_lab.emulator import Emulator\n"
-    "from amigo_lab.session import Backoff\n"
-    "from amigo_lab.widgets import SessionPanel\n"
-    "emulator = Emulator(realtime=False).start()\n"
-    "session = amigo_lab.connect(emulator=emulator, backoff=Backoff(initial=0.05, maximum=0.2, attempts=3))\n"
-    "panel = SessionPanel(session, mode='vad')\n"
-    "panel",
+    ("import amigo_lab\n"
+     "from amigo_lab.emulator import Emulator\n"
+     "from amigo_lab.session import Backoff\n"
+     "from amigo_lab.widgets import SessionPanel\n"
+     "emulator = Emulator(realtime=False).start()\n"
+     "session = amigo_lab.connect(emulator=emulator, backoff=Backoff(initial=0.05, maximum=0.2, attempts=3))\n"
+     "panel = SessionPanel(session, mode='vad')\n"
+     "panel"),
 ]
 
 

@@ -10,12 +10,12 @@ import pytest
 pytestmark = pytest.mark.browser
 
 NOTEBOOK_CELLS = [
-    "import amigo_lab\n"
-    "from amigo_lab.widgets import Microphone\n"
-    "\n"
-    "session = amigo_lab.connect(response_format='text')\n"
-    "mic = Microphone(session)               # push-to-talk\n"
-    "mic",
+    ("import amigo_lab\n"
+     "from amigo_lab.widgets import Microphone\n"
+     "\n"
+     "session = amigo_lab.connect(response_format='text')\n"
+     "mic = Microphone(session)               # push-to-talk\n"
+     "mic"),
 ]
 
 SENT_AUDIO = ("[bool(s) if s is not None and str(s) != '<NA>' else False for s in "

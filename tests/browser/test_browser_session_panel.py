@@ -13,14 +13,14 @@ import pytest
 pytestmark = pytest.mark.browser
 
 NOTEBOOK_CELLS = [
-    "import amigo_lab\n"
-    "from amigo_lab.widgets import Player, SessionPanel\n"
-    "\n"
-    "session = amigo_lab.connect()          # the embedded emulator\n"
-    "panel = SessionPanel(session, mode='vad')\n"
-    "panel",
-    "mp3_player = Player()\n"
-    "mp3_player",
+    ("import amigo_lab\n"
+     "from amigo_lab.widgets import Player, SessionPanel\n"
+     "\n"
+     "session = amigo_lab.connect()          # the embedded emulator\n"
+     "panel = SessionPanel(session, mode='vad')\n"
+     "panel"),
+    ("mp3_player = Player()\n"
+     "mp3_player"),
 ]
 
 # Kernel-side expressions the tests poll (JSON-able values only).

@@ -20,7 +20,8 @@ def test_replays_then_follows_and_folds_agent_audio(front_end, session, wait_unt
     reply = session.say("what are your opening hours").result(timeout=60)
     answer = wait_until(lambda: [r for r in _rows_by_type(inspector, "server.new-message")
                                  if r["seq"] > greeting_rows[0]["last_seq"]], what="the answer's row")
-    pieces = session.frames.query("type == 'server.new-message' and message_id == @reply.message_id")
+    frames = session.frames
+    pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
     assert len(answer) == 1
     assert answer[0]["n"] == len(pieces)
     assert answer[0]["audio_ms"] == pieces["audio_ms"].sum()

@@ -5,7 +5,7 @@ import threading
 import pytest
 import traitlets
 
-from amigo_lab.audio import chunk_pcm16, silence, float_to_pcm16
+from amigo_lab.audio import chunk_pcm16, float_to_pcm16, silence
 from amigo_lab.widgets import Microphone
 from amigo_lab.widgets.mic import CHUNK_BYTES
 
@@ -91,7 +91,7 @@ def test_vad_mode_switches_server_vad_with_the_stream(front_end, session, questi
     frames = session.frames
     switched = frames[frames["type"] == "server.vad-mode-switched"]
     assert switched["vad_mode_on"].tolist()[:1] == [True]
-    assert not (_sent_audio(session)["stop"] == True).any()   # noqa: E712 - VAD turns need no end frame
+    assert not (_sent_audio(session)["stop"] == True).any()
 
     _in_thread(lambda: front_end.custom(mic, {"kind": "stop", "mode": "vad"}))
     assert not session.vad_on

@@ -2,7 +2,15 @@
 
 import pytest
 
-from amigo_lab.widgets import EventInspector, LatencyWaterfall, LiveTimeline, Microphone, Player, SessionPanel, SessionView
+from amigo_lab.widgets import (
+    EventInspector,
+    LatencyWaterfall,
+    LiveTimeline,
+    Microphone,
+    Player,
+    SessionPanel,
+    SessionView,
+)
 
 
 def test_panel_composes_view_mic_and_player(front_end, session):

@@ -101,8 +101,8 @@ def test_barge_in_flushes_the_interrupted_message(front_end, paced_session, ques
 
 
 def test_mp3_sessions_send_mp3_pieces(front_end, emulator):
-    from amigo_lab.audio import decode_mp3
     from amigo_lab._connect import connect
+    from amigo_lab.audio import decode_mp3
 
     session = connect(emulator=emulator, audio_format="mp3")
     try:

@@ -12,7 +12,8 @@ def _lane(timeline, lane):
 def test_agent_audio_is_one_segment_per_message_with_its_role(front_end, session, wait_until):
     timeline = LiveTimeline(session)
     reply = session.say("what are your opening hours").result(timeout=60)
-    pieces = session.frames.query("type == 'server.new-message' and message_id == @reply.message_id")
+    frames = session.frames
+    pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
     agent = wait_until(lambda: [s for s in _lane(timeline, "agent") if s["seq1"] == int(pieces["seq"].max())],
                        what="the answer's segment")[0]
     assert agent["n"] == len(pieces) and agent["role"] == "answer"
