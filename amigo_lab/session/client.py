@@ -18,6 +18,7 @@ import ssl as _ssl
 import threading
 import weakref
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
@@ -54,7 +55,7 @@ from amigo_lab.protocol import (
     should_reconnect,
 )
 from amigo_lab.protocol import constants as C
-from amigo_lab.protocol.fold import Fold, FoldEvent, Interaction, InteractionCompleted, InteractionVoided
+from amigo_lab.protocol.fold import Fold, FoldEvent
 from amigo_lab.session.errors import (
     ConnectionClosedError,
     ResponseTimeoutError,
@@ -115,10 +116,6 @@ class _Outgoing:
     audio_ms: float | None = None
     on_sent: Callable[[Mapping[str, Any]], None] | None = None
     key: str | None = None  # the fold's name for the user input this frame begins (the turn's id)
-
-
-#: Interaction records kept for building Reply.timings (the last few; bounded whatever the session's length).
-_RECORDS_KEPT = 16
 
 
 class Session:
@@ -191,19 +188,20 @@ class Session:
         self._init_waiter: asyncio.Future[Frame] | None = None
         self._init_requested: str | None = None
         self._vad_waiters: list[tuple[bool, asyncio.Future[None]]] = []
+        started = datetime.fromisoformat(self._log.meta["started_at"])
         self._tracker = _TurnTracker(self._new_turn, audio_format=self._audio_format,
-                                     agent_rate=agent_sample_rate, voice=self._voice, on_note=self._note)
+                                     agent_rate=agent_sample_rate, voice=self._voice, on_note=self._note,
+                                     wall_of=lambda t: started + timedelta(seconds=t))
         self._closing_why: str | None = None   # why the client is closing the socket itself (None: it is not)
         self._last_close: tuple[int, str] = (int(CloseCode.ABNORMAL), "")
         self._last_activity = 0.0
         self._send_started: float | None = None
+        self._in_flight: _Outgoing | None = None  # the frame the sender is writing now
         self._warned: set[str] = set()
         # The interaction fold sees every entry of the log, in order, on the loop thread (see _fold_entry).
         self._fold = Fold(response_format=params.response_format, audio_format=self._audio_format)
         self._feed_key: str | None = None
-        self._records: collections.OrderedDict[str, Interaction] = collections.OrderedDict()
         self._event_listeners: list[Callable[[FoldEvent], Any]] = []
-        self._tracker.fold_record = self._fold_record
 
         # Shared state (read from any thread; written under the lock or on the loop).
         self._lock = threading.Lock()
@@ -543,21 +541,16 @@ class Session:
         except Exception:  # the fold never raises on odd input; a bug there must not cost the frame
             logger.exception("the interaction fold failed on entry %s (%s)", entry["seq"], entry["type"])
             return
-        for event in self._fold.events_received():
-            if isinstance(event, (InteractionCompleted, InteractionVoided)):
-                key = event.record.answer_message_id or event.record.interaction_id or str(event.index)
-                self._records[key] = event.record
-                while len(self._records) > _RECORDS_KEPT:
-                    self._records.popitem(last=False)
+        events = self._fold.events_received()
+        if not events:
+            return
+        self._tracker.on_events(events)
+        for event in events:
             for listener in list(self._event_listeners):
                 try:
                     listener(event)
                 except Exception:  # a broken widget must never break the session
                     logger.exception("an on_event callback failed on %s", type(event).__name__)
-
-    def _fold_record(self, message_id: str, interaction_id: str) -> Interaction | None:
-        """The fold's record of the interaction that ``interaction-complete`` named, if it has one."""
-        return self._records.get(message_id) or self._records.get(interaction_id)
 
     def _discard(self) -> None:
         """Drop the socket without a word and close the log (when connect() fails half way)."""
@@ -859,9 +852,13 @@ class Session:
         if why is None and should_reconnect(code) and self.conversation_id is not None and not completed \
                 and self._state is SessionState.ACTIVE:
             resent = self._tracker.resendable()
+            flying = self._in_flight
+            if flying is not None and flying.owner is not None and flying not in self._queue:
+                self._queue.appendleft(flying)  # it was leaving as the socket went: it leaves again after
+            queued = [item.owner for item in self._queue if item.owner is not None]  # they leave after it
             self._tracker.fail_all(ConnectionClosedError(
                 code, reason, f"The session is reconnecting to conversation {self.conversation_id}; "
-                              "send this turn again."), keep=resent)
+                              "send this turn again."), keep=resent + queued)
             self._requeue(resent)
             self._fire(Event.LOST)
             self._spawn(self._auto_reconnect(code, reason), "reconnect")
@@ -1025,6 +1022,8 @@ class Session:
             announced = next((frame.extra[k] for k in ANNOUNCED_RATE_KEYS if k in frame.extra), None)
             if isinstance(announced, (int, float)) and not isinstance(announced, bool) and announced > 0:
                 rate = int(announced)
+        if isinstance(frame, ServerError):
+            self._tracker.note_error(self._turn_error(frame))  # before the fold sees it: voiding names it
         entry = self._log.record("received", frame, raw=raw, audio_bytes=audio,
                                  audio_format=self._audio_format if audio is not None else None,
                                  audio_ms=self._pcm_ms(audio, rate) if audio is not None else None)
@@ -1090,6 +1089,8 @@ class Session:
                 item.owner.turn._fail(error)
             return
         self._ensure_loop_objects()
+        if item.owner is not None:
+            self._tracker.register(item.owner)
         self._queue.append(item)
         self._wake_sender()
 
@@ -1113,12 +1114,15 @@ class Session:
             item = self._queue.popleft()
             if item.owner is not None and item.owner.turn.done():
                 continue  # cancelled, or failed while it waited
+            self._in_flight = item
+            await self._pace()
             async with self._send_lock:
                 if self._state is not SessionState.ACTIVE:
-                    self._queue.appendleft(item)
+                    if item not in self._queue:
+                        self._queue.appendleft(item)
+                    self._in_flight = None
                     continue
                 try:
-                    await self._pace()
                     entry = await self._send_now(item.frame, audio=item.audio, audio_ms=item.audio_ms,
                                                  key=item.key)
                 except asyncio.CancelledError:
@@ -1136,17 +1140,27 @@ class Session:
                     if self._state in (SessionState.ACTIVE, SessionState.RECONNECTING):
                         # The socket went while this frame left: it goes first on the next one, if the
                         # reader reconnects (otherwise the queue fails with the close).
-                        self._queue.appendleft(item)
+                        if item not in self._queue:
+                            self._queue.appendleft(item)
                         if item.owner is not None:
                             self._log.record_local("client.turn-resent", text=(
                                 f"{item.owner.turn.kind} turn: {item.frame.type} is sent again after the "
                                 "reconnect; the socket closed while it was leaving"))
-                        self._queue_changed.clear()
-                        await self._queue_changed.wait()
+                        # Let the reader see the close (and the state leave ACTIVE) before trying again.
+                        dead = self._transport
+                        for _ in range(100):
+                            if self._transport is not dead or self._state is not SessionState.ACTIVE:
+                                break
+                            await asyncio.sleep(0.01)
                     elif item.owner is not None:
                         item.owner.turn._fail(self._fatal or self._closed_error
                                               or ConnectionClosedError(CloseCode.ABNORMAL, "session closed"))
                     continue
+                finally:
+                    if self._in_flight is item:
+                        self._in_flight = None
+            if item in self._queue:
+                continue  # the socket went while it left: it goes again (and is bookkept) after the reconnect
             if item.owner is not None:
                 item.owner.sent_items.append(item)
             if item.on_sent is not None:
