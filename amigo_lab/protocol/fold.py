@@ -38,7 +38,7 @@ Rules (each stated once)
    greeting has received nothing, the greeting completes empty (reported) and the waiting input's interaction
    opens. A user input that ends while the greeting is in flight waits behind it like any other.
 5. **Messages pair by ``message_id``**: a piece belongs to the interaction where its message began, even when
-   another interaction is in flight. The answer is the message ``interaction-complete`` names; every other
+   another interaction is in flight (a piece without a ``message_id`` belongs to the interaction in flight). The answer is the message ``interaction-complete`` names; every other
    message is a **filler**. Before the complete, a message that begins after an ``action-too-long`` is taken
    as a filler, any other as the answer (:class:`AgentPiece` ``role`` is that provisional judgement; the
    record is final).
@@ -46,9 +46,9 @@ Rules (each stated once)
    400 arriving before the server sent anything for a waiting text, push-to-talk or event input refuses that
    input (voided, reason ``refused``). Any other ``server.error`` before ``interaction-complete`` voids the
    interaction in flight (reason ``error``); frames the server still sends for it attach to it, reported.
-7. **Skipped turns.** A ``user-message-available`` that repeats the text of a waiting text input, while the
-   interaction in flight is a text input with other text and nothing from the server, means the server
-   skipped the ones before: they are voided (reason ``skipped``).
+7. **Skipped turns.** A ``user-message-available`` that repeats the text of a waiting text input (case,
+   punctuation and spacing aside), while the interaction in flight is a text input with other text and nothing
+   from the server, means the server skipped the ones before: they are voided (reason ``skipped``).
 8. **Every interaction ends**: completed by ``interaction-complete``; voided by an error or refusal; completed
    without its ``interaction-complete`` when the server begins the next one (a ``user-message-available`` for a
    new message after one was seen, or after greeting output; reported); or, on ``connection.closed``, voided
@@ -457,7 +457,9 @@ def _earliest(a: float | None, b: float | None) -> float | None:
 
 
 def _norm(text: str | None) -> str:
-    return " ".join((text or "").split()).casefold()
+    """Text as a server may echo it: case, punctuation and spacing do not count."""
+    kept = "".join(c if c.isalnum() else " " for c in (text or "").casefold())
+    return " ".join(kept.split())
 
 
 class Fold:
@@ -675,7 +677,8 @@ class Fold:
                        "skipped", advance=True)
 
     def _piece(self, frame: NewMessage, t: float, audio_ms: float | None) -> None:
-        target = self._by_message.get(frame.message_id)
+        # A piece without a message_id pairs with nothing: it belongs to the interaction in flight.
+        target = self._by_message.get(frame.message_id) if frame.message_id else None
         if target is None:
             target = self._target(t, frame.type)
         elif target.status != "open":
@@ -690,9 +693,10 @@ class Fold:
             message = _Message(frame.message_id, target.filler_next, t)
             target.filler_next = False
             target.messages[frame.message_id] = message
-            self._by_message[frame.message_id] = target
-            if len(self._by_message) > _MESSAGE_IDS:
-                self._by_message.popitem(last=False)
+            if frame.message_id:
+                self._by_message[frame.message_id] = target
+                if len(self._by_message) > _MESSAGE_IDS:
+                    self._by_message.popitem(last=False)
         if has_audio:
             text = "".join(c for _, c in frame.transcript_alignment or ())
             message.has_audio = True

@@ -554,3 +554,25 @@ def test_a_key_on_the_audio_end_names_the_vad_speech_in_progress():
     # With no speech in progress, a key on the end of audio names nothing (it would steal a later turn).
     feed.sent(2.0, p.NewAudioMessage(audio=None), key="stray")
     assert of(feed.got(3.0, p.VadSpeechEnded()), f.UserTurnEnded)[0].key != "stray"
+
+
+def test_pieces_without_message_id_belong_to_the_interaction_in_flight():
+    feed = Feed(response_format="text")
+    feed.start()
+    feed.piece(0.5, "", 0, "Hi", stop=True)
+    feed.got(0.6, p.InteractionComplete())
+    feed.text(1.0, "q", "k")
+    [piece] = feed.piece(1.2, "", 0, "Answer", stop=True)
+    assert piece.index == 1
+    record = of(feed.got(1.3, p.InteractionComplete()), f.InteractionCompleted)[0].record
+    assert record.keys == ("k",) and record.reply_text == "Answer"
+
+
+def test_an_echo_with_other_case_and_punctuation_is_not_a_skip():
+    feed = Feed(response_format="text")
+    feed.start()
+    feed.greeting()
+    feed.text(2.0, "Hello, there!", "k1")
+    feed.text(2.1, "hello there", "k2")
+    events = feed.got(2.2, p.UserMessageAvailable(message_id="u1", user_message="hello there"))
+    assert of(events, f.InteractionVoided) == []
