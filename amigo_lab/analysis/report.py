@@ -423,8 +423,9 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
         body.append(f"<rect x='{_LEFT}' y='{y + 4}' width='{axis.x(reach) - _LEFT:.1f}' height='6' fill='#e6e6e6'/>")
         for name, value, colour in zip(names, line, _LATENCY_COLOURS, strict=False):
             if not math.isnan(value):
+                # The definitions are listed once below the figure; a dot names its latency only.
                 body.append(f"<circle cx='{axis.x(value):.1f}' cy='{y + 7}' r='4' fill='{colour}'><title>turn {turn}: "
-                            f"{name} = {value:.0f} ms ({html.escape(latency_definition(name))})</title></circle>")
+                            f"{name} = {value:.0f} ms</title></circle>")
     bottom = top + len(rows) * row_h
     body.append(axis.svg(bottom + 4, "ms"))
     keys, end = _legend(zip(names, _LATENCY_COLOURS, strict=False), bottom + 52)
@@ -466,7 +467,7 @@ def _latency_html(table: pd.DataFrame, summary: pd.DataFrame, by_language: pd.Da
         parts += ["<h3>Distribution</h3><p class='note'>Box p25–p75 with the median, whiskers p10–p90, a tick "
                   "per turn (the greeting left out).</p>", _distribution_svg(table, names),
                   "<h3>Waterfall per turn</h3><p class='note'>Where each stage of a turn landed, in ms from "
-                  "its origin; hover a dot for its name and definition.</p>", _waterfall_svg(table, names)]
+                  "its origin; hover a dot for its name (definitions below).</p>", _waterfall_svg(table, names)]
     definitions = "".join(f"<dt><code>{name}</code></dt><dd>{html.escape(latency_definition(name))}</dd>"
                           for name in LATENCY_METRICS)
     parts.append(f"<h3>Definitions</h3><dl class='meta'>{definitions}</dl>")
