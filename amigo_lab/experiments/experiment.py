@@ -213,7 +213,11 @@ def _upload(local: Path, url: str) -> None:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url)
-    fs.put(str(local), root.rstrip("/") + "/", recursive=True)
+    if local.is_dir():
+        # A trailing slash on both sides copies the folder's contents to the target, not the folder into it.
+        fs.put(str(local).rstrip("/") + "/", root.rstrip("/") + "/", recursive=True)
+    else:
+        fs.put(str(local), root)
 
 
 # --- one job: record, analyse, store ----------------------------------------------------------------------
