@@ -82,7 +82,10 @@ _HTTP_BASE = 4000
 
 
 def should_reconnect(code: int | None) -> bool:
-    """True when a client should reconnect and continue after a close with ``code`` (None: no close frame)."""
+    """True when a client should reconnect and continue after a close with ``code`` (None: no close frame).
+
+    Next: reconnect with backoff and send ``client.continue-conversation``; otherwise :func:`describe_close`.
+    """
     return code is None or code in RECONNECT_CODES
 
 
@@ -103,7 +106,7 @@ def _unknown_meaning(code: int) -> str:
 
 
 def describe_close(code: int | None, reason: str = "") -> str:
-    """One line for a user: the code, its meaning, the reason the peer gave and what to do."""
+    """One line for a user: the code, its meaning, the reason the peer gave and what to do. Next: show it."""
     said = f": {reason}" if reason else ""
     if code is None:
         return f"connection closed without a code (connection lost){said}. What to do: reconnect and continue the conversation."

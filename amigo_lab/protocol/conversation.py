@@ -249,7 +249,8 @@ class Conversation:
         return out
 
     def violations_received(self) -> list[ProtocolViolation]:
-        """Take the rule breaks seen by :meth:`receive` in the client role, oldest first (log them)."""
+        """Take the rule breaks seen by :meth:`receive` in the client role, oldest first. Next: log each one
+        (the frame itself was delivered by :meth:`events_received` all the same)."""
         out, self._violations = self._violations, []
         return out
 

@@ -162,7 +162,10 @@ _PCM_BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH_BYTES / 1000
 
 
 def latency_definition(name: str) -> str:
-    """The one-line definition of a latency of :data:`LATENCIES` (e.g. ``"latency_first_audio_ms"``)."""
+    """The one-line definition of a latency of :data:`LATENCIES` (e.g. ``"latency_first_audio_ms"``).
+
+    Next: show it next to the number (a tooltip, a column header) so the reader knows which latency it is.
+    """
     try:
         return LATENCIES[name][2]
     except KeyError:
@@ -531,19 +534,23 @@ class Fold:
                 current.hint = _earliest(current.hint, t)
 
     def events_received(self) -> list[FoldEvent]:
-        """Take the events folded so far, oldest first."""
+        """Take the events folded so far, oldest first. Next: act on each (resolve a Turn, draw it), then feed more."""
         out, self._out = self._out, []
         return out
 
     def interactions(self) -> list[Interaction]:
-        """The latest record of every interaction so far, in order (the one in flight as ``open``)."""
+        """The latest record of every interaction so far, in order (the one in flight as ``open``).
+
+        Next: read ``record.latencies`` (names of :data:`LATENCIES`) or ``record.stamps``.
+        """
         records = dict(self._records)
         if self._open is not None:
             records[self._open.index] = self._record(self._open)
         return [records[i] for i in sorted(records)]
 
     def pending_inputs(self) -> list[PendingInput]:
-        """The inputs waiting for an interaction (external events first), oldest first."""
+        """The inputs waiting for an interaction (external events first), oldest first. Next: show them as
+        unanswered, or keep feeding: the server's next interaction takes the oldest."""
         return [_pending(i) for i in (*self._events, *self._queue)]
 
     # --- sent -------------------------------------------------------------------------------------------

@@ -300,7 +300,8 @@ class Frame:
     def strict_problems(self) -> list[str]:
         """Format checks a server applies to what a client sent (e.g. id formats); empty when all pass.
 
-        A client never applies them to server frames: ids are the server's business.
+        A client never applies them to server frames: ids are the server's business. Next (server): answer a
+        non-empty list with a 400 ``server.error`` naming the problems.
         """
         return []
 

@@ -158,6 +158,7 @@ def is_init_ack(frame: Frame, requested_conversation_id: str | None) -> bool:
     A start is answered by any ``server.conversation-*`` frame; a continue by one carrying the requested id
     (or no id at all: the server then continues the one we asked for). Anything else received while
     initialising is not the answer: a ``server.error`` fails the initialisation; other frames are logged.
+    Next: take the id with :func:`init_ack_id` and mark the conversation active.
     """
     if not frame.type.startswith(INIT_ACK_PREFIX):
         return False
@@ -168,7 +169,7 @@ def is_vad_ack(frame: Frame, requested_on: bool) -> bool:
     """True when ``frame`` answers ``client.switch-vad-mode(requested_on)``.
 
     A ``server.vad-mode-switched`` without its ``vad_mode_on`` field answers whatever was asked last; one with
-    the field answers only that value.
+    the field answers only that value. Next: release the waiter of that request.
     """
     if frame.type != VAD_MODE_SWITCHED_TYPE:
         return False
