@@ -58,6 +58,7 @@ _SETTABLE = frozenset(COLUMNS) - _ENVELOPE
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PREFIX_LOWER = AUTH_SUBPROTOCOL_PREFIX.lower()
 _PAYLOAD_KEYS = ('"message":"', '"audio":"')
+_AUDIO_KEYS = ('"audio":"', '"message":"')
 _BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
@@ -302,10 +303,14 @@ class FrameLog:
             if value.__class__ is str:
                 values[name] = self._clean(value)
         if wire is not None:
-            payload = None
+            payload, keys = None, _PAYLOAD_KEYS
             if audio_bytes is not None and wire_frame is not None:
-                payload = getattr(wire_frame, "message", None) or getattr(wire_frame, "audio", None)
-            values["wire"] = self._clean_wire(wire, payload)
+                payload = getattr(wire_frame, "audio", None)
+                if payload is not None:
+                    keys = _AUDIO_KEYS
+                else:
+                    payload = getattr(wire_frame, "message", None)
+            values["wire"] = self._clean_wire(wire, payload, keys)
         if audio_bytes is not None and direction in AUDIO_FILES:
             if audio_format is None:
                 raise FrameLogError("audio_format (pcm or mp3) is required with audio_bytes")
@@ -462,7 +467,7 @@ class FrameLog:
             return redact(value, *self._secrets)
         return value
 
-    def _clean_wire(self, wire: str, payload: Any) -> str:
+    def _clean_wire(self, wire: str, payload: Any, keys: tuple[str, ...] = ()) -> str:
         """``wire`` redacted; the base64 audio in it (``payload``) is skipped when it is found where expected.
 
         Base64 has no '.' and no whitespace, so no JWT, bearer value or auth subprotocol can hide in it; only a
@@ -470,7 +475,7 @@ class FrameLog:
         for the trigger words is most of what redaction would cost a voice frame.
         """
         if payload.__class__ is str and len(payload) > 256:
-            for key in _PAYLOAD_KEYS:
+            for key in keys or _PAYLOAD_KEYS:
                 at = wire.find(key)
                 if at < 0:
                     continue
