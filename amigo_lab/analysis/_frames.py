@@ -84,6 +84,8 @@ REQUIRED_COLUMNS = (
     "close_code", "close_reason", "conversation_completed", "played_ms", "alignment", "vad_mode_on",
 )
 
+#: ``type`` of a binary WebSocket message in the log (its bytes are the entry's audio).
+BINARY_FRAME = "binary"
 #: The optional column with the verbatim wire text of each frame; frames are rebuilt from the others without it.
 WIRE_COLUMN = "wire"
 #: Columns read when present (older logs lack them).
@@ -348,6 +350,9 @@ def _rebuild(rec: dict[str, Any]) -> Frame | None:
     direction, kind = rec["direction"], rec["type"]
     if kind == NewAudioMessage.TYPE:
         return _CHUNK if carries_audio(rec) else _AUDIO_END  # audio itself is not needed, its duration is
+    if kind == BINARY_FRAME and direction == RECEIVED:
+        # Agent audio in a binary message: a piece of the open message, as the live session folds it.
+        return NewMessage(message="", message_id=opt_str(rec["message_id"]) or "")
     wire = opt_str(rec.get(WIRE_COLUMN))
     if wire is not None:
         try:
@@ -415,7 +420,7 @@ def replay(frames: pd.DataFrame) -> Replay:
         if frame is None:
             continue
         audio_ms = None
-        if kind in (NewAudioMessage.TYPE, NewMessage.TYPE) and not missing(rec["audio_bytes"]):
+        if kind in (NewAudioMessage.TYPE, NewMessage.TYPE, BINARY_FRAME) and not missing(rec["audio_bytes"]):
             audio_ms = frame_audio_ms(rec)
         fold.feed(direction, frame, t, audio_ms=audio_ms)
         events.extend(fold.events_received())

@@ -91,3 +91,17 @@ def test_latency_definitions_are_reachable_from_the_analysis():
         assert analysis.latency_definition(name).startswith("from ")
     with pytest.raises(analysis.AnalysisError, match="not a latency"):
         analysis.latency_definition("latency_ms")
+
+
+def test_agent_audio_in_binary_messages_counts_as_a_piece_of_the_open_message(tmp_path):
+    log = FrameLog(tmp_path / "binary")
+    log.record_local("connection.opened")
+    log.record("sent", p.StartConversation(service_id="a" * 24))
+    log.record("received", p.ConversationCreated(conversation_id="c" * 24))
+    log.record("received", None, raw=PCM, audio_format="pcm", message_id="g")
+    log.record("received", p.InteractionComplete(message_id="g", interaction_id="i0", full_message="Hi"))
+    frames = log.to_dataframe()
+    log.close()
+    assert "binary" in set(frames["type"])
+    row = analysis.turns(frames).iloc[0]
+    assert row["reply_audio_ms"] == 100.0 and row["reply_text"] == "Hi"
