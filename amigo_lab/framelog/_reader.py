@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -159,7 +160,7 @@ def _conform(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
     """Write ``frame`` to ``target`` atomically (a reader never sees half a file)."""
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(tmp, index=False)

@@ -383,9 +383,11 @@ class FrameLog:
         if wait is None:
             wait = not _on_event_loop()
         if wait:
+            self.wait_closed()
             self._finish(end, count)
             return
-        thread = threading.Thread(target=self._finish_quietly, args=(end, count), name="amigo_lab-framelog-parquet")
+        thread = threading.Thread(target=self._finish_quietly, args=(end, count, self._finisher),
+                                  name="amigo_lab-framelog-parquet")
         self._finisher = thread
         thread.start()
 
@@ -559,7 +561,9 @@ class FrameLog:
         text = json.dumps(compact, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
         return (text + "\n").encode("utf-8")
 
-    def _finish_quietly(self, end: int, count: int) -> None:
+    def _finish_quietly(self, end: int, count: int, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()  # an earlier close's Parquet first, so the newest one lands last
         try:
             self._finish(end, count)
         except Exception:  # already logged; the JSONL is whole, so loading still works

@@ -243,3 +243,20 @@ def test_audio_the_writer_had_not_flushed_is_rebuilt_from_the_wire_text(tmp_path
     recorded = load_session(crashed)
     assert recorded.audio("sent") == pcm * 20
     assert len(recorded.audio_track("sent")) >= 20 * 320
+
+
+def test_closes_in_a_row_on_the_loop_leave_the_newest_parquet(tmp_path):
+    log = FrameLog(tmp_path / "s")
+
+    async def session() -> None:
+        for round_ in range(3):
+            for i in range(500):
+                log.record("sent", NewTextMessage(text=f"{round_}-{i}"))
+            log.close()  # returns at once; each Parquet is written after the one before
+
+    asyncio.run(session())
+    assert log.wait_closed(timeout=60)
+    frames = read_parquet(tmp_path / "s" / "frames.parquet")
+    assert len(frames) == 1500 and frames["text"].iloc[-1] == "2-499"
+    assert load_session(tmp_path / "s").meta["parquet"]["rows"] == 1500
+    assert not list((tmp_path / "s").glob("*.tmp"))
