@@ -60,6 +60,10 @@ def _summary(row: dict[str, Any]) -> str:
         if value is not None:
             unit = " ms" if column in ("vad_ms", "played_ms") else ""
             parts.append(f"{label}{value:.0f}{unit}" if isinstance(value, float) else f"{label}{value}{unit}")
+    if row.get("vad_mode_on") is not None:
+        parts.append("VAD on" if row["vad_mode_on"] else "VAD off")
+    if str(row.get("type") or "").startswith("server.conversation-") and row.get("conversation_id"):
+        parts.append(f"conversation {row['conversation_id']}")
     for column in ("text", "error_description", "close_reason", "action_type"):
         value = _cut(row.get(column))
         if value and value not in parts:
@@ -77,8 +81,8 @@ def _summary(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-_SUMMARY_COLUMNS = ("type", "http_error_code", "close_code", "vad_ms", "played_ms", "text", "error_description",
-                    "close_reason", "action_type", "stop", "extra", "flags")
+_SUMMARY_COLUMNS = ("type", "http_error_code", "close_code", "vad_ms", "played_ms", "vad_mode_on", "conversation_id",
+                    "text", "error_description", "close_reason", "action_type", "stop", "extra", "flags")
 
 
 def _records(frames: pd.DataFrame) -> list[dict[str, Any]]:
