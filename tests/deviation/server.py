@@ -154,6 +154,7 @@ class DeviationServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="deviation-server", daemon=True)
         self._server: Any = None
         self._held: list[Any] = []   # black-holed connections: open, never read again
+        self._stopping: asyncio.Event | None = None
         self.port = 0
 
     # --- life cycle -------------------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class DeviationServer:
         def select(connection: Any, offered: list[str]) -> str | None:
             return offered[0] if offered else None
 
+        self._stopping = asyncio.Event()
         self._server = await serve(self._handle, "127.0.0.1", 0, select_subprotocol=select,
                                    ping_interval=None, compression=None, max_size=None)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -177,8 +179,10 @@ class DeviationServer:
     def stop(self) -> None:
         """Close every connection and end the server's thread."""
         async def stop() -> None:
+            self._stopping.set()
             for ws in self._held:
                 ws.transport.abort()
+            await asyncio.sleep(0)
             self._server.close()
             await asyncio.wait_for(self._server.wait_closed(), 5)
         try:
@@ -282,7 +286,8 @@ class _Connection:
                 self.server.received.append(obj)
                 await self.on_frame(obj)
                 if self.held:
-                    await asyncio.Event().wait()  # returning would close the socket; a black hole does not
+                    await self.server._stopping.wait()  # returning would close the socket; a black hole does not
+                    return
                 if self.closed:
                     return
         except ConnectionClosed:
