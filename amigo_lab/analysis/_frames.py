@@ -326,6 +326,7 @@ def describe_error(rec: dict[str, Any]) -> str:
 _CHUNK = NewAudioMessage(audio="")
 _AUDIO_END = NewAudioMessage(audio=None)
 _START = StartConversation(service_id="0" * 24)
+_CONTINUE = ContinueConversation(conversation_id="0" * 24)
 _FOLDED_LOCAL = (CONNECTION_OPENED, CONNECTION_CLOSED, *PLAYBACK_TYPES, "user.speech-ended")
 
 
@@ -364,9 +365,10 @@ def _rebuild(rec: dict[str, Any]) -> Frame | None:
     obj: dict[str, Any] = {"type": kind}
     if direction == SENT:
         if kind == ContinueConversation.TYPE:
-            obj["conversation_id"] = opt_str(rec.get("conversation_id")) or "unknown"
+            return _CONTINUE
         elif kind == NewTextMessage.TYPE:
-            obj.update(text=opt_str(rec["text"]) or "?", message_type=opt_str(rec["message_type"]) or MESSAGE_TYPE_USER)
+            # A sent text without its text cannot be rebuilt: the row is counted as skipped.
+            obj.update(text=opt_str(rec["text"]), message_type=opt_str(rec["message_type"]) or MESSAGE_TYPE_USER)
         elif kind == SwitchVadMode.TYPE:
             obj["vad_mode_on"] = bool(opt_bool(rec["vad_mode_on"]))
     elif kind == UserMessageAvailable.TYPE:

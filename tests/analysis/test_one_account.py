@@ -105,3 +105,12 @@ def test_agent_audio_in_binary_messages_counts_as_a_piece_of_the_open_message(tm
     assert "binary" in set(frames["type"])
     row = analysis.turns(frames).iloc[0]
     assert row["reply_audio_ms"] == 100.0 and row["reply_text"] == "Hi"
+
+
+def test_a_row_that_cannot_be_rebuilt_is_counted_not_fatal():
+    from .logs import Log
+
+    log = Log().opened(0.0).start(0.1)
+    log.add(0.5, "sent", "client.new-text-message", message_type="user-message")  # its text is missing
+    replayed = replay(log.frames())
+    assert replayed.skipped == 1 and [r.kind for r in replayed.interactions] == ["greeting"]
