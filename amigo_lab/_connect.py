@@ -16,7 +16,13 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from amigo_lab.protocol import ConnectParams, QueryError, constants, is_loopback_host, region_host
+from amigo_lab.protocol import (
+    ConnectParams,
+    QueryError,
+    constants,
+    is_loopback_host,
+    region_host,
+)
 from amigo_lab.session import Session, SessionError
 
 if TYPE_CHECKING:
@@ -29,14 +35,14 @@ ENV_SERVICE_ID, ENV_VERSION_SET, ENV_HOST = "AMIGO_SERVICE_ID", "AMIGO_VERSION_S
 logger = logging.getLogger("amigo_lab.session")
 
 _shared_lock = threading.Lock()
-_shared_emulator: "Emulator | None" = None
+_shared_emulator: Emulator | None = None
 # Sessions connect() opened on the shared emulator, by service id: a notebook cell that runs connect()
 # again replaces its session, so the previous one is finished first (the protocol allows one connection
 # and one unfinished conversation per user and service).
-_shared_sessions: "weakref.WeakValueDictionary[str, Session]" = weakref.WeakValueDictionary()
+_shared_sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
 
 
-def shared_emulator() -> "Emulator":
+def shared_emulator() -> Emulator:
     """The process's embedded emulator, started on first use (loopback, a free port)."""
     global _shared_emulator
     with _shared_lock:
@@ -51,7 +57,7 @@ def connect(organization: str | None = None, token: str | None = None, *, region
             service_id: str | None = None, version_set: str = constants.DEFAULT_VERSION_SET,
             host: str | None = None, response_format: str = "voice", audio_format: str | None = "pcm",
             agent_actions: str | None = ".*", log_dir: str | os.PathLike[str] | None = None, start: bool = True,
-            conversation_id: str | None = None, emulator: "Emulator | None" = None,
+            conversation_id: str | None = None, emulator: Emulator | None = None,
             timeout: float = 30.0, response_timeout: float | None = 30.0, agent_sample_rate: int = 16_000,
             secure: bool | None = None, ssl_context: ssl.SSLContext | None = None, verify_tls: bool = True,
             **session_options: Any) -> Session:

@@ -83,9 +83,20 @@ Errors (all :class:`~amigo_lab.errors.AmigoError`)::
 
 
 from amigo_lab.session.client import Session
-from amigo_lab.session.errors import ConnectionClosedError, ResponseTimeoutError, SessionError, TurnError
+from amigo_lab.session.errors import (
+    ConnectionClosedError,
+    ResponseTimeoutError,
+    SessionError,
+    TurnError,
+)
 from amigo_lab.session.lifecycle import LIFECYCLE, Event, SessionState
-from amigo_lab.session.transport import Backoff, Transport, TransportFactory, WebSocketTransport, open_websocket
+from amigo_lab.session.transport import (
+    Backoff,
+    Transport,
+    TransportFactory,
+    WebSocketTransport,
+    open_websocket,
+)
 from amigo_lab.session.turns import Reply, Turn
 
 __all__ = [

@@ -17,10 +17,11 @@ import shutil
 import ssl as _ssl
 import threading
 import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,12 @@ from amigo_lab.session.errors import (
 )
 from amigo_lab.session.lifecycle import TERMINAL, Event, SessionState, next_state
 from amigo_lab.session.tracker import _Pending, _stamp, _TurnTracker
-from amigo_lab.session.transport import Backoff, Transport, TransportFactory, open_websocket
+from amigo_lab.session.transport import (
+    Backoff,
+    Transport,
+    TransportFactory,
+    open_websocket,
+)
 from amigo_lab.session.turns import Turn
 
 logger = logging.getLogger("amigo_lab.session")
@@ -269,14 +275,14 @@ class Session:
                        for k, v in rows)
         return f"<table><caption>amigo_lab Session</caption>{body}</table>"
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._state not in TERMINAL:
             self.finish()
 
-    async def __aenter__(self) -> "Session":
+    async def __aenter__(self) -> Session:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -582,7 +588,7 @@ class Session:
         future = asyncio.wrap_future(self._bg.run(coro))
         try:
             return await asyncio.wait_for(future, self._timeout + 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SessionError(f"no answer within {self._timeout:.0f} s ({self.state}); "
                                "check the connection, or pass a larger timeout to connect()") from None
 
@@ -704,7 +710,7 @@ class Session:
             self._fire(Event.INIT_SENT)
             try:
                 answer = await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._fire(Event.INIT_FAILED)
                 raise SessionError(f"the server did not answer {frame.type} within {self._timeout:.0f} s "
                                    "(no server.conversation-* frame arrived)") from None
@@ -754,7 +760,7 @@ class Session:
         self._closing_why = why
         try:
             await asyncio.wait_for(transport.close(1000, why), min(self._timeout, CLOSE_GRACE_S))
-        except (asyncio.TimeoutError, ConnectionClosedError, OSError):
+        except (TimeoutError, ConnectionClosedError, OSError):
             transport.abort()
         if reader is not None:
             await asyncio.wait([reader], timeout=self._timeout)
@@ -943,7 +949,7 @@ class Session:
             self._closing_why = "exit"
             try:
                 await asyncio.wait_for(transport.close(1000, "client exiting"), 1.0)
-            except (asyncio.TimeoutError, ConnectionClosedError, OSError):
+            except (TimeoutError, ConnectionClosedError, OSError):
                 transport.abort()
         self._log.close(wait=True)  # the process is ending: write frames.parquet now, not in the background
 
@@ -1238,7 +1244,7 @@ class Session:
         self._enqueue(_Outgoing(SwitchVadMode(vad_mode_on=on)))
         try:
             await asyncio.wait_for(waiter, self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SessionError(f"the server did not confirm switch-vad-mode within {self._timeout:.0f} s "
                                "(no server.vad-mode-switched arrived)") from None
         finally:

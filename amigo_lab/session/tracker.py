@@ -18,9 +18,10 @@ module only maps the fold's keys back to Turns and adds what the fold leaves to 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class _Pending:
     # The server discarded speech (reset-zero) while this audio was still streaming; if no more speech
     # is heard before its last chunk leaves, the turn produced nothing.
     reset_while_streaming: bool = False
-    followers: list["_Pending"] = field(default_factory=list)
+    followers: list[_Pending] = field(default_factory=list)
     # What left for this turn, kept until the server answers it, so a turn the socket lost can be sent again.
     sent_items: list[Any] = field(default_factory=list)
     answered: bool = False
@@ -89,7 +90,7 @@ class _Pending:
         """The turn's id: the fold's key for this input."""
         return self.turn.id
 
-    def everyone(self) -> list["_Pending"]:
+    def everyone(self) -> list[_Pending]:
         return [self, *self.followers]
 
     def reset_for_resend(self) -> None:

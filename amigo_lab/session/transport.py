@@ -26,12 +26,12 @@ default factory: TLS verified for ``wss``, the token kept out of every log recor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import ssl as _ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from amigo_lab.protocol import CloseCode, is_loopback_host, redact
 from amigo_lab.protocol import constants as C
@@ -175,7 +175,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
     except (InvalidURI, InvalidHandshake) as exc:
         detail = redact(f"{type(exc).__name__}: {exc}", token)
         raise SessionError(f"the WebSocket handshake with {url} failed ({detail})") from None
-    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         detail = redact(f"{type(exc).__name__}: {exc}", token)
         where = "is the emulator running?" if is_loopback_host(host) else "check the network, host and region"
         raise _ConnectFailed(f"could not connect to {url} ({detail}); {where}") from None

@@ -8,8 +8,9 @@ import concurrent.futures
 import html
 import io
 import wave
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,7 @@ class Turn:
         """True after a successful :meth:`cancel`."""
         return self._future.cancelled()
 
-    def add_done_callback(self, fn: Callable[["Turn"], Any]) -> None:
+    def add_done_callback(self, fn: Callable[[Turn], Any]) -> None:
         """Call ``fn(turn)`` when done (at once if already done; otherwise on the session's loop thread)."""
         self._future.add_done_callback(lambda _future: fn(self))
 

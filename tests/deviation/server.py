@@ -19,7 +19,7 @@ import asyncio
 import base64
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -159,7 +159,7 @@ class DeviationServer:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def start(self) -> "DeviationServer":
+    def start(self) -> DeviationServer:
         """Listen on a free loopback port (see :attr:`address`)."""
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
@@ -192,7 +192,7 @@ class DeviationServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-    def __enter__(self) -> "DeviationServer":
+    def __enter__(self) -> DeviationServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests/faults.py
 
-from faults import FaultProxy  # noqa: E402
+from faults import FaultProxy
 
 _users = itertools.count()
 USERS = 400

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from faults import FaultProxy
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from websockets.sync.server import serve
-
-from faults import FaultProxy
 
 
 @pytest.fixture
