@@ -1,10 +1,9 @@
 """Fold events of a session, for widgets: what was folded so far, then every new event live.
 
 Widgets never keep their own account of the conversation: they read interactions and latencies from the
-protocol's one fold. A session that offers ``on_event`` delivers its own fold's events; otherwise this module
-runs a :class:`~amigo_lab.protocol.fold.Fold` over the session's frame log (the same frames, the same rules),
-fed from ``session.on_frame`` entries. Either way a widget starts with the log replayed, so it shows a session
-that was already running when it was made.
+protocol's one fold. Live events are the session's own fold's (``session.on_event``); what the log held
+before a widget subscribed is replayed through a :class:`~amigo_lab.protocol.fold.Fold` (the same frames, the
+same rules), so a widget shows a session that was already running when it was made.
 """
 
 from __future__ import annotations
@@ -15,14 +14,15 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from amigo_lab.protocol import parse
+from amigo_lab.framelog import BINARY_FRAME
+from amigo_lab.protocol import NewMessage, parse
 from amigo_lab.protocol.fold import Fold
 
 __all__ = ["follow_fold", "replay_fold"]
 
 _log = logging.getLogger(__name__)
 
-_LOCAL_FIELDS = ("close_code", "close_reason", "message_id", "played_ms")
+_LOCAL_FIELDS = ("close_code", "close_reason", "message_id", "played_ms", "audio_ms")
 
 
 def _present(value: Any) -> Any:
@@ -52,6 +52,9 @@ def _feed_entry(fold: Fold, entry: Mapping[str, Any], frame: Any) -> None:
         return
     if direction not in ("sent", "received"):
         return
+    if kind == BINARY_FRAME and direction == "received":
+        # Agent audio in a binary message: a piece of its message, as the session folds it.
+        frame = NewMessage(message="", message_id=str(_present(entry.get("message_id")) or ""))
     if frame is None:
         wire = _present(entry.get("wire"))
         if wire is None:
@@ -80,15 +83,13 @@ def replay_fold(frames: Any, *, response_format: str | None = None, audio_format
 def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], None]:
     """Call ``callback(event)`` for each fold event of ``session``: the log so far, then live. Returns a remover.
 
-    The callback runs on the session's loop thread (live) or the caller's (replay): keep it short.
+    Live events are the session's own fold's (``session.on_event``); what happened before this call is the
+    same log replayed through the same rules, so the interaction indices agree. The callback runs on the
+    session's loop thread (live) or the caller's (replay): keep it short.
     """
     params = getattr(session, "params", None)
-    response_format = getattr(params, "response_format", None)
-    audio_format = getattr(params, "audio_format", "pcm")
-    fold = Fold(response_format=response_format, audio_format=audio_format)
     lock = threading.Lock()
-    last_seq = [-1]
-    held: list[tuple[Mapping[str, Any], Any]] | None = []     # live entries that arrive during the replay
+    held: list[Any] | None = []         # live events that arrive during the replay
 
     def deliver(events: list[Any]) -> None:
         for event in events:
@@ -97,26 +98,20 @@ def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], N
             except Exception:  # noqa: BLE001 - one widget's bug must not stop the feed
                 _log.exception("a fold-event callback failed")
 
-    def fold_entry(entry: Mapping[str, Any], frame: Any) -> list[Any]:
-        seq = _present(entry.get("seq"))
-        if seq is not None:
-            if int(seq) <= last_seq[0]:
-                return []       # already folded: the replay and the live feed overlap
-            last_seq[0] = int(seq)
-        _feed_entry(fold, entry, frame)
-        return fold.events_received()
-
-    def on_entry(entry: Mapping[str, Any], frame: Any) -> None:
+    def on_live(event: Any) -> None:
         with lock:
             if held is not None:
-                held.append((dict(entry), frame))
+                held.append(event)
                 return
-            events = fold_entry(entry, frame)
-        deliver(events)
+        deliver([event])
 
-    remove = session.on_frame(on_entry)
-    for entry in session.log.to_dataframe().to_dict("records"):
-        deliver(fold_entry(entry, None))
+    remove: Callable[[], None] = session.on_event(on_live)
+    frames = session.log.to_dataframe()
+    # Events of entries in this snapshot come from the replay; the session's fold may report some of them
+    # again just after (it folds on its loop thread), so only later ones are taken from the live feed.
+    replayed_until = float(frames["t"].max()) if len(frames) else -math.inf
+    deliver(replay_fold(frames, response_format=getattr(params, "response_format", None),
+                        audio_format=getattr(params, "audio_format", "pcm")))
     while True:
         with lock:
             batch = list(held or [])
@@ -125,6 +120,5 @@ def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], N
             else:
                 held = None
                 break
-        for entry, frame in batch:
-            deliver(fold_entry(entry, frame))
+        deliver([event for event in batch if float(getattr(event, "t", math.inf)) > replayed_until])
     return remove

@@ -52,3 +52,14 @@ def test_running_percentiles_leave_the_greeting_out(front_end, session, wait_unt
     assert stats["p90"] == pytest.approx(np.percentile(values, 90), abs=0.01)
     waterfall.include_greeting = True
     assert waterfall.summary["latency_first_audio_ms"]["n"] == 4
+
+
+def test_live_numbers_are_the_sessions_own(front_end, session, wait_until):
+    waterfall = LatencyWaterfall(session)
+    reply = session.say("where are you located").result(timeout=60)
+    turn = wait_until(lambda: [t for t in _completed(waterfall) if t["user_text"] == "where are you located"],
+                      what="the turn")[0]
+    for name in LATENCIES:
+        mine, theirs = turn["latencies"][name], reply.timings.get(name)
+        assert (mine is None and theirs is None) or mine == pytest.approx(theirs, abs=0.001), name
+    assert len([t for t in waterfall.turns if t["user_text"] == "where are you located"]) == 1
