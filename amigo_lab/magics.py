@@ -232,7 +232,8 @@ class AmigoMagics(Magics):
             %amigo event TEXT         send an external event, print the reply it leads to
             %amigo send FILE [--fast] send an audio file as one user turn
             %amigo vad on|off         switch the server's voice activity detection
-            %amigo mic [--vad]        show the panel: microphone, player, live transcript
+            %amigo mic [--vad]        show the panel: microphone, player, transcript (▶ replays a turn),
+                                      live timeline, latency waterfall, every frame in the inspector
             %amigo status             connection and conversation state
             %amigo log [-n N] [--include PATTERN] [--exclude PATTERN] [--full]
                                       the frame log, audio runs folded into one row (last 20 rows);
@@ -248,7 +249,10 @@ class AmigoMagics(Magics):
             what are your opening hours
             and on sunday?
 
-        After ``connect`` the session is also available as ``amigo_session``.
+        Questions keep their ``?`` (``%amigo say What are your opening hours?``). ``%amigo COMMAND --help``
+        shows one command's options. A command that fails shows what went wrong and what to do in a few
+        lines; ``%tb`` right after shows the full traceback. After ``connect`` the session is also available
+        as ``amigo_session``.
         """
         words = line.split(None, 1)
         command = "cell" if cell is not None else (words[0] if words else "")
