@@ -120,3 +120,18 @@ def test_dask_local_cluster_of_two_workers(write_scenario, tmp_path):
     assert sessions == ["run-0000", "run-0001", "run-0002", "run-0003"]
     duck = session_metrics(tmp_path / "dask").set_index("metric")
     assert int(duck.loc["latency_first_text_ms", "count"]) == 8
+
+
+def test_replay_against_canary_finds_the_configured_slowdown(experiment, emulator, tmp_path):
+    # The demo clinic's canary version set answers 0.8 s later than release (data/README.md).
+    call = replay_session(experiment.out / "sessions" / "hours" / "run-0000", out=tmp_path / "call.yaml")
+    scenario = load_scenario(call).with_options(realtime=False)
+    release = run(scenario, runs=3, out=tmp_path / "release", emulator=emulator, progress=False)
+    canary = run(scenario, runs=3, out=tmp_path / "canary", version_set="canary", emulator=emulator,
+                 progress=False)
+    verdicts = compare(release, canary).verdicts()
+    assert verdicts["latency_first_text_ms"] == "slower"
+    assert verdicts["latency_complete_ms"] == "slower"
+    back = compare(canary, release).metrics.set_index("metric")
+    assert back.loc["latency_first_text_ms", "verdict"] == "faster"
+    assert -900 < back.loc["latency_first_text_ms", "p50_diff"] < -700
