@@ -31,7 +31,7 @@ function render({ model, el }) {
   hide.append(hideBox, document.createTextNode(" hide audio"));
   const search = h("input", "amigo-inspector-search");
   search.type = "search";
-  search.placeholder = "search type or payload";
+  search.placeholder = "search type or payload, or #seq";
   const counts = h("span", "amigo-inspector-counts");
   const newer = h("button", "amigo-inspector-newer");
   newer.style.display = "none";
@@ -75,6 +75,9 @@ function render({ model, el }) {
     for (const value of chipState.values()) if (value === "include") { anyInclude = true; break; }
     if (anyInclude && state !== "include") return false;
     const query = search.value.trim().toLowerCase();
+    // "#123" finds frame 123, also inside a folded run.
+    const seqQuery = /^#(\d+)$/.exec(query);
+    if (seqQuery) return row[F.seq] <= Number(seqQuery[1]) && Number(seqQuery[1]) <= row[F.last_seq];
     if (query && !(`${type} ${row[F.summary]}`.toLowerCase().includes(query))) return false;
     return true;
   }

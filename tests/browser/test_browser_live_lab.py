@@ -300,3 +300,53 @@ def test_a_reconnect_that_fails_is_shown_and_stops_the_microphone(open_notebook,
     assert "Connect" in page.inner_text(".amigo-panel-error")
     notebook.wait_for("panel.mic.state != 'streaming'", timeout=30, what="the microphone to stop")
     page.screenshot(path=str(artifacts_dir / "browser-reconnect-failed.png"))
+
+
+FIND_CELLS = [
+    ("import amigo_lab\n"
+     "from amigo_lab.widgets import EventInspector\n"
+     "session = amigo_lab.connect()\n"
+     "session.say('what are your opening hours').result()\n"
+     "inspector = EventInspector(session)\n"
+     "inspector"),
+]
+
+_VISIBLE = """
+() => [...document.querySelectorAll('.amigo-inspector-viewport .amigo-inspector-row')]
+  .filter((r) => r.style.display !== 'none')
+  .map((r) => ({ type: r.dataset.type, seq: Number(r.dataset.seq), audio: r.classList.contains('amigo-inspector-audio') }))
+"""
+
+
+def test_finding_a_frame_and_reading_its_wire_json(open_notebook, artifacts_dir):
+    notebook = open_notebook("find_frame.ipynb", FIND_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-inspector-row[data-type='server.interaction-complete']", timeout=90_000)
+    complete = notebook.json("[int(s) for s in session.frames.query(\"type == 'server.interaction-complete'\")['seq']]")
+    wire = notebook.json(f"str(session.frames.set_index('seq').loc[{complete[-1]}, 'wire'])")
+
+    page.fill(".amigo-inspector-search", f"#{complete[-1]}")
+    page.wait_for_function("() => document.querySelector('.amigo-inspector').dataset.shown === '1'", timeout=10_000)
+    assert page.evaluate(_VISIBLE) == [{"type": "server.interaction-complete", "seq": complete[-1], "audio": False}]
+    page.click(f".amigo-inspector-row[data-seq='{complete[-1]}']")
+    page.wait_for_function("() => !document.querySelector('.amigo-inspector-detail').textContent.includes('loading')",
+                           timeout=10_000)
+    detail = page.inner_text(".amigo-inspector-detail")
+    shown_json = json.loads(detail.split("\n", 1)[1])
+    assert shown_json == json.loads(wire)                        # the exact frame, as it crossed the wire
+
+    page.fill(".amigo-inspector-search", "")
+    page.check(".amigo-inspector-hide-audio input")
+    page.wait_for_function("() => Number(document.querySelector('.amigo-inspector').dataset.shown) < "
+                           "Number(document.querySelector('.amigo-inspector').dataset.rows)", timeout=10_000)
+    assert not any(row["audio"] for row in page.evaluate(_VISIBLE))
+    page.uncheck(".amigo-inspector-hide-audio input")
+    page.click(".amigo-inspector-chip[data-type='server.new-message']")          # only this type
+    page.wait_for_function("() => [...document.querySelectorAll('.amigo-inspector-viewport .amigo-inspector-row')]"
+                           ".filter((r) => r.style.display !== 'none')"
+                           ".every((r) => r.dataset.type === 'server.new-message')", timeout=10_000)
+    rows = page.evaluate(_VISIBLE)
+    assert len(rows) == 2 and all(row["audio"] for row in rows)   # the greeting and the answer, each folded
+    page.screenshot(path=str(artifacts_dir / "browser-inspector-find.png"))
+    notebook.run("session.finish()")
