@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -36,7 +35,8 @@ _ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.strin
 _SCHEMA = pa.schema([(name, _ARROW_TYPES[dtype]) for name, dtype in COLUMNS.items() if name != "wall"])
 _PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype(),
                  pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
-_BLOCK = 64 << 20
+# Blocks of JSONL parsed in parallel; a line must fit in one, so a longer one is read again in the big size.
+_BLOCK, _BIG_BLOCK = 16 << 20, 1 << 30
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -94,12 +94,13 @@ def _from_arrow(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(COLUMNS))
 
 
-def _whole_lines(data: bytes, source: Path | str) -> bytes:
+def _whole_lines(data: bytes, source: Path | str) -> int:
+    """How many bytes of ``data`` are whole lines (the rest is a torn last line, dropped with a warning)."""
     cut = data.rfind(b"\n") + 1
     if cut < len(data) and data[cut:].strip():
         # The entry in flight when the writer died (possibly inside a multi-byte character); the rest is whole.
         logger.warning("ignoring a partial last line in %s (%d bytes)", source, len(data) - cut)
-    return data[:cut]
+    return cut
 
 
 def _slow_lines(data: bytes, source: Path | str) -> pd.DataFrame:
@@ -129,17 +130,22 @@ def _slow_lines(data: bytes, source: Path | str) -> pd.DataFrame:
 
 def read_jsonl_bytes(data: bytes, *, source: Path | str = FRAMES_FILE) -> pd.DataFrame:
     """The DataFrame of whole JSONL lines in ``data`` (a torn last line is dropped with a warning)."""
-    data = _whole_lines(data, source)
-    if not data.strip():
+    cut = _whole_lines(data, source)
+    if cut == 0 or (not data[: min(cut, 4096)].strip() and not data[:cut].strip()):  # blank lines only
         return empty_frames()
-    try:
-        table = pa_json.read_json(
-            io.BytesIO(data),
-            read_options=pa_json.ReadOptions(block_size=min(max(len(data), 1 << 20), _BLOCK), use_threads=True),
-            parse_options=pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="infer"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return _slow_lines(data, source)
-    return _from_arrow(table)
+    whole = pa.py_buffer(data)[:cut]  # no copy of what may be gigabytes
+    for block in (_BLOCK, _BIG_BLOCK):
+        try:
+            table = pa_json.read_json(
+                pa.BufferReader(whole),
+                read_options=pa_json.ReadOptions(block_size=min(max(cut, 1 << 20), block), use_threads=True),
+                parse_options=pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="infer"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            if "straddling" in str(exc).lower() and block != _BIG_BLOCK:
+                continue  # a line longer than a block: read again in bigger blocks
+            return _slow_lines(data[:cut], source)
+        return _from_arrow(table)
+    return _slow_lines(data[:cut], source)
 
 
 def _conform(frame: pd.DataFrame) -> pd.DataFrame:

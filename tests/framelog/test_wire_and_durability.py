@@ -260,3 +260,15 @@ def test_closes_in_a_row_on_the_loop_leave_the_newest_parquet(tmp_path):
     assert len(frames) == 1500 and frames["text"].iloc[-1] == "2-499"
     assert load_session(tmp_path / "s").meta["parquet"]["rows"] == 1500
     assert not list((tmp_path / "s").glob("*.tmp"))
+
+
+def test_a_message_longer_than_a_read_block_loads_whole(tmp_path):
+    log = FrameLog(tmp_path / "s")
+    log.record("sent", NewTextMessage(text="before"))
+    huge = '{"type":"server.new-message","message":"' + "y" * (17 << 20) + '"'  # 17 MB, unparsable
+    log.record("received", None, raw=huge, error_description="cut")
+    log.record("sent", NewTextMessage(text="after"))
+    frames = log.to_dataframe()
+    log.close()
+    assert list(frames["type"])[1] == INVALID_FRAME and frames["wire"].iloc[1] == huge
+    assert list(load_session(tmp_path / "s").frames["text"].iloc[[0, 2]]) == ["before", "after"]
