@@ -82,3 +82,17 @@ def test_on_event_delivers_the_folds_account(open_session):
     count = len(seen)
     session.say("where are you located").result(10)
     assert len(seen) == count
+
+
+def test_a_failed_resume_leaves_a_clear_state(open_session):
+    from amigo_lab.session import ConnectionClosedError
+
+    session = open_session(start=False)
+    with pytest.raises(ConnectionClosedError) as caught:
+        session.resume("0123456789abcdef01234567")  # no such conversation: the emulator closes with 4404
+    assert caught.value.code == 4404 and "not found" in str(caught.value)
+    assert session.state == "failed"
+    with pytest.raises(SessionError):
+        session.say("hello")  # no conversation: a clear error, not a hang
+    greeting = session.start()  # and the session can start a new one
+    assert greeting.result(10).text and session.state == "active"
