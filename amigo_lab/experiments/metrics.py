@@ -241,6 +241,8 @@ def evaluate(table: pd.DataFrame, scenario: Scenario) -> tuple[pd.DataFrame, pd.
             expectations.append(Expectation("error", "none", step.index, step.line))
     for run, part in table.groupby("run", sort=True):
         for expectation in expectations:
+            if not expectation.per_run:
+                continue
             step_rows = part[part["step"] == expectation.step]
             primary = step_rows[step_rows["primary"]]
             row = primary.iloc[0] if len(primary) else None
@@ -251,7 +253,7 @@ def evaluate(table: pd.DataFrame, scenario: Scenario) -> tuple[pd.DataFrame, pd.
             if len(primary):
                 table.loc[primary.index, column] = passed
             checks.append({"scenario": scenario.name, "run": int(run), "step": expectation.step,  # type: ignore[call-overload]
-                           "expectation": expectation.label, "key": expectation.key, "passed": bool(passed),
+                           "expectation": expectation.run_label, "key": expectation.key, "passed": bool(passed),
                            "measured": _jsonable(measured), "detail": detail, "line": expectation.line,
                            "source": scenario.source})
     return table, pd.DataFrame(checks, columns=["scenario", "run", "step", "expectation", "key", "passed",

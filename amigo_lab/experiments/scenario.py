@@ -126,8 +126,20 @@ class Expectation:
     def label(self) -> str:
         """``key`` and value as written, e.g. ``latency_first_audio_ms max 1500``."""
         if isinstance(self.value, Mapping):
-            return f"{self.key} " + " ".join(f"{k} {v}" for k, v in self.value.items())
+            return f"{self.key} " + " ".join(f"{k} {v:g}" for k, v in self.value.items())
         return f"{self.key} {self.value}"
+
+    @property
+    def per_run(self) -> bool:
+        """True when the expectation is checked in each run (False: only percentiles over all runs)."""
+        return not isinstance(self.value, Mapping) or any(k in ("max", "min") for k in self.value)
+
+    @property
+    def run_label(self) -> str:
+        """The label of the per-run part: the ``max`` / ``min`` limits only."""
+        if isinstance(self.value, Mapping):
+            return f"{self.key} " + " ".join(f"{k} {v:g}" for k, v in self.value.items() if k in ("max", "min"))
+        return self.label
 
 
 @dataclass(frozen=True)
