@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from amigo_lab.widgets import EventInspector
 from amigo_lab.widgets.inspector import ROW_FIELDS, summarize
 
@@ -24,7 +26,7 @@ def test_replays_then_follows_and_folds_agent_audio(front_end, session, wait_unt
     pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
     assert len(answer) == 1
     assert answer[0]["n"] == len(pieces)
-    assert answer[0]["audio_ms"] == pieces["audio_ms"].sum()
+    assert answer[0]["audio_ms"] == pytest.approx(pieces["audio_ms"].sum(), abs=0.001)   # kept to the µs
     assert answer[0]["summary"].startswith(f"audio ×{len(pieces)}, ")
     assert opening_hours_answer[:40] in answer[0]["summary"]
     said = _rows_by_type(inspector, "client.new-text-message")
