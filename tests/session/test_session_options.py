@@ -96,3 +96,35 @@ def test_a_failed_resume_leaves_a_clear_state(open_session):
         session.say("hello")  # no conversation: a clear error, not a hang
     greeting = session.start()  # and the session can start a new one
     assert greeting.result(10).text and session.state == "active"
+
+
+def test_a_background_task_that_fails_says_so_and_the_session_recovers(open_session, caplog):
+    import logging
+
+    from amigo_lab.session import Backoff, open_websocket
+
+    class Failing:
+        """A transport whose send fails in a way no socket error looks like (a bug in a wrapper)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def send(self, text):
+            if "FAIL-HERE" in text:
+                raise ValueError("the wrapper could not encode this frame")
+            await self.inner.send(text)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    async def factory(url, **kwargs):
+        return Failing(await open_websocket(url, **kwargs))
+
+    caplog.set_level(logging.ERROR, logger="amigo_lab.session")
+    session = open_session(transport_factory=factory, backoff=Backoff(initial=0.05, maximum=0.3, attempts=6))
+    session.greeting.result(10)
+    with pytest.raises(SessionError, match="sender task failed.*ValueError"):
+        session.say("FAIL-HERE please").result(10)
+    assert any("sender task failed" in r.getMessage() for r in caplog.records)
+    # The connection was reset; the session reconnects and the next turn goes through.
+    assert "River Street" in session.say("where are you located").result(15).text
