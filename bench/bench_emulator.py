@@ -45,6 +45,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -101,7 +102,7 @@ class EmulatorProcess:
         self._pipe, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, users, realtime), daemon=True)
 
-    def __enter__(self) -> EmulatorProcess:
+    def __enter__(self) -> Self:
         self._process.start()
         self.port, self.pid = self._pipe.recv()
         return self

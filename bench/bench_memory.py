@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import tracemalloc
+from typing import Self
 
 from amigo_lab.emulator import DEFAULT_ORG, DEFAULT_SERVICE_ID, DEFAULT_TOKEN
 from amigo_lab.speech import Synthesizer
@@ -67,7 +68,7 @@ def _serve(pipe) -> None:
 class EmulatorProcess:
     """An emulator in a child process that reports its memory on request."""
 
-    def __enter__(self) -> EmulatorProcess:
+    def __enter__(self) -> Self:
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child,), daemon=True)
@@ -116,7 +117,6 @@ def main() -> None:
         session.greeting.result(60)
         session.vad(True)
         started = time.monotonic()
-        sent = 0
         print(f"A {args.minutes:g}-minute microphone session, 20 ms chunks, VAD on, a phrase every "
               f"{TURN_EVERY_S:g} s of audio")
         print(f"{'audio min':>9} {'wall s':>7} | {'emulator RSS MB':>15} {'heap MB':>8} {'ASR workers MB':>14} | "
@@ -140,8 +140,7 @@ def main() -> None:
             start = (offset - 10) * CHUNK  # 200 ms of silence, then the phrase, then silence
             chunk = phrase[start:start + CHUNK] if 0 <= start < len(phrase) else silence
             session.send_chunk(chunk.ljust(CHUNK, b"\0"))
-            delay = started + sent / SEND_RATE - time.monotonic()
-            sent += 1
+            delay = started + (index + 1) / SEND_RATE - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         session.finish()

@@ -84,7 +84,7 @@ def render_speech(speech: Speech, audio_format: str, *, piece_ms: float = AGENT_
     if not pcm:
         # eSpeak says nothing for a text of punctuation only; keep one silent piece so the message exists.
         pcm = bytes(int(piece_ms) * _BYTES_PER_MS)
-    piece_bytes = int(round(piece_ms)) * _BYTES_PER_MS
+    piece_bytes = round(piece_ms) * _BYTES_PER_MS
     spans = [(start, min(start + piece_bytes, len(pcm))) for start in range(0, len(pcm), piece_bytes)]
     # A last piece shorter than a quarter piece would be a click; merge it into the one before.
     if len(spans) > 1 and spans[-1][1] - spans[-1][0] < piece_bytes // 4:

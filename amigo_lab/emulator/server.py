@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -215,7 +215,7 @@ class Emulator:
         finally:
             self.stop()
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -229,7 +229,7 @@ class Emulator:
         self._stop_requested = asyncio.Event()
         try:
             await self._open()
-        except BaseException as exc:  # reported to the thread that called start()
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread that called start()
             self._startup_error = exc
             ready.set()
             return
@@ -239,7 +239,7 @@ class Emulator:
 
     # --- running on the caller's loop ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> Emulator:
+    async def __aenter__(self) -> Self:
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the emulator is already running")
         await self._open()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Self
 
 import pocketsphinx
 
@@ -180,7 +181,7 @@ class RecognitionStream:
             raise SpeechError(f"cannot start recognition: {exc}") from exc
         self._decoder: pocketsphinx.Decoder | None = decoder
 
-    def __enter__(self) -> RecognitionStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -206,14 +206,13 @@ def test_stats_count_connections_and_frames(connect, emulator):
 
 def test_async_with_serves_on_the_running_loop():
     async def scenario() -> list[str]:
-        async with Emulator(realtime=False) as emu:
-            async with async_connect(emu.url(response_format="text"),
-                                     subprotocols=[auth_subprotocol(DEFAULT_TOKEN)]) as ws:
-                await ws.send(json.dumps({"type": "client.start-conversation", "service_id": DEFAULT_SERVICE_ID}))
-                kinds = []
-                while not kinds or kinds[-1] != "server.interaction-complete":
-                    kinds.append(json.loads(await ws.recv())["type"])
-                return kinds
+        async with Emulator(realtime=False) as emu, async_connect(
+                emu.url(response_format="text"), subprotocols=[auth_subprotocol(DEFAULT_TOKEN)]) as ws:
+            await ws.send(json.dumps({"type": "client.start-conversation", "service_id": DEFAULT_SERVICE_ID}))
+            kinds = []
+            while not kinds or kinds[-1] != "server.interaction-complete":
+                kinds.append(json.loads(await ws.recv())["type"])
+            return kinds
 
     kinds = asyncio.run(scenario())
     assert kinds[0] == "server.conversation-created" and "server.new-message" in kinds

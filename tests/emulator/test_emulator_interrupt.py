@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_recognition_survives_a_kernel_interrupt(tmp_path):
     run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180,
-                         start_new_session=True, cwd=tmp_path)
+                         start_new_session=True, cwd=tmp_path, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == ["what are your opening hours", "interrupted", "what are your opening hours"]
     assert "KeyboardInterrupt" not in run.stderr

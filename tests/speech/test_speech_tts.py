@@ -1,5 +1,6 @@
 """eSpeak NG synthesis: audio, alignment and input validation."""
 
+import itertools
 import threading
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_alignment_covers_every_character_in_order(synthesizer, language):
 
     assert "".join(char for _, char in speech.alignment) == text
     times = [ms for ms, _ in speech.alignment]
-    assert all(a <= b for a, b in zip(times, times[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(times))
     assert times[0] >= 0 and times[-1] <= speech.duration_ms
     # Words are spread over the utterance, not piled up at one instant.
     assert times[-1] - times[0] > speech.duration_ms / 2
@@ -65,7 +66,7 @@ def test_alignment_follows_the_words(synthesizer):
     speech = synthesizer.synthesize("one two three four five six")
     word_starts = [ms for (ms, char), (_, before) in zip(speech.alignment[1:], speech.alignment) if before == " "]
     assert len(word_starts) == 5
-    assert all(a < b for a, b in zip(word_starts, word_starts[1:]))
+    assert all(a < b for a, b in itertools.pairwise(word_starts))
     space_ms = [ms for ms, char in speech.alignment if char == " "]
     assert space_ms == word_starts  # a space takes the time of the next word
 
