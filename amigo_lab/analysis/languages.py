@@ -22,16 +22,17 @@ from amigo_lab.protocol.constants import LANGUAGES
 __all__ = ["UNDETERMINED", "detect_language", "language_figure", "languages", "latency_by_language"]
 
 
-def languages(frames: pd.DataFrame) -> pd.DataFrame:
+def languages(frames: pd.DataFrame, *, turns_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every user and agent message over time, with its detected language and whether it switched.
 
     One row per message (fillers left out): ``t`` (user: end of turn; agent: the answer's first text, else
     its first audio, else completion; all on the log clock), ``side`` (``"user"``/``"agent"``), ``turn``,
     ``message_id``, ``text``, ``language`` (see :func:`detect_language`) and ``switched``: true when the
-    language differs from that side's previous determined language (``"und"`` never switches). Next:
-    :func:`language_figure`.
+    language differs from that side's previous determined language (``"und"`` never switches).
+    ``turns_table``: the :func:`~amigo_lab.analysis.turns` table of the same log, when the caller already has it.
+    Next: :func:`language_figure`.
     """
-    table = turns(check_frames(frames))
+    table = turns(check_frames(frames)) if turns_table is None else turns_table
     out = []
     for row in table.itertuples(index=False):
         user_t = row.user_end_t if not math.isnan(row.user_end_t) else row.user_start_t

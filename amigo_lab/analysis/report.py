@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import math
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,7 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
 
         steps.set_postfix_str("VAD timeline")
         reference = reference_vad_segments(user, sr=_SR) if len(user) else None
-        segments = _with_table(vad_segments, frames, table, reference_vad=reference)
+        segments = vad_segments(frames, reference_vad=reference, turns_table=table)
         sections.append(_section("Who spoke when", _timeline_svg(segments, table)))
         steps.update()
 
@@ -124,7 +123,7 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
         steps.update()
 
         steps.set_postfix_str("languages")
-        language_table = _with_table(languages, frames, table)
+        language_table = languages(frames, turns_table=table)
         body = _table(language_table) if len(language_table) else \
             "<p class='note'>No messages to detect languages in.</p>"
         sections.append(_section("Languages", body))
@@ -145,14 +144,6 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
     finally:
         steps.close()
     return target
-
-
-def _with_table(function: Callable[..., pd.DataFrame], frames: pd.DataFrame, table: pd.DataFrame,
-                **options: Any) -> pd.DataFrame:
-    """Call an analysis function, handing it the turns table when it takes one (so it is not replayed again)."""
-    if "turns_table" in inspect.signature(function).parameters:
-        options["turns_table"] = table
-    return function(frames, **options)
 
 
 def _not_real_time(meta: dict[str, Any], frames: pd.DataFrame) -> str | None:

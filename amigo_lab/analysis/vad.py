@@ -63,7 +63,8 @@ def _short(text: str | None) -> str:
     return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
 
 
-def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = None) -> pd.DataFrame:
+def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = None,
+                 turns_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Speech segments and events of a frame log, one row each, on the log clock (seconds).
 
     ``source`` / ``kind``:
@@ -77,13 +78,15 @@ def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = N
       ``error``, ``close``, ``reconnecting``: points.
     - ``reference`` / ``speech``: rows of ``reference_vad`` (from :func:`reference_vad_segments`), if given.
 
+    ``turns_table``: the :func:`~amigo_lab.analysis.turns` table of the same log, when the caller already has it.
+
     Also ``message_id``, ``label`` (short text) and ``detail`` (hover text, HTML with texts escaped).
     Next: :func:`vad_timeline`.
     """
     extracted = extract(frames)
     # Which message is a filler is the fold's call (the one account of the conversation), not the drawing's.
     fillers = {m for record in replay(frames).interactions for m in record.filler_message_ids}
-    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers), *_events(extracted, frames)]
+    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers), *_events(extracted, frames, turns_table)]
     if reference_vad is not None:
         rows += _reference(reference_vad)
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
@@ -149,9 +152,9 @@ def _agent(ex: Extracted, fillers: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _events(ex: Extracted, frames: pd.DataFrame) -> list[dict[str, Any]]:
+def _events(ex: Extracted, frames: pd.DataFrame, table: pd.DataFrame | None) -> list[dict[str, Any]]:
     out = []
-    table = turns(frames)
+    table = turns(frames) if table is None else table
     for row in table[table["interrupted"].fillna(False).astype(bool)].itertuples(index=False):
         heard = "" if math.isnan(row.heard_ms) else f"; heard {row.heard_ms:.0f} ms ({row.heard_source})"
         out.append(_row(row.barge_in_t, row.barge_in_t, "event", "barge-in", message_id=row.answer_message_id,
