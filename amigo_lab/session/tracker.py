@@ -55,7 +55,7 @@ logger = logging.getLogger("amigo_lab.session")
 
 SAMPLE_RATE = _audio.SAMPLE_RATE
 
-Stamp = dict  # {"t": float, "wall": datetime}
+Stamp = dict[str, Any]  # {"t": float, "wall": datetime}
 
 _INTERACTION_FRAMES = (UserMessageAvailable, CurrentAgentAction, NewMessage, InteractionComplete)
 

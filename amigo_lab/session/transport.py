@@ -86,7 +86,8 @@ class WebSocketTransport:
     @property
     def subprotocol(self) -> str | None:
         """The subprotocol the server echoed."""
-        return self._ws.subprotocol
+        echoed: str | None = self._ws.subprotocol
+        return echoed
 
     async def send(self, text: str) -> None:
         """Send one text message."""
@@ -100,9 +101,10 @@ class WebSocketTransport:
         """Wait for the next message."""
         from websockets.exceptions import ConnectionClosed
         try:
-            return await self._ws.recv()
+            message: str | bytes = await self._ws.recv()
         except ConnectionClosed as exc:
             raise self._closed(exc) from None
+        return message
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close politely (close frame, then wait for the server's)."""
@@ -147,6 +149,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
 
     host = url.split("://", 1)[1].split("/", 1)[0]
     token = subprotocol.removeprefix(C.AUTH_SUBPROTOCOL_PREFIX)
+    tls: dict[str, Any] = {"ssl": ssl} if ssl is not None and secure else {}
     try:
         connection = await ws_connect(
             url,
@@ -159,7 +162,7 @@ async def open_websocket(url: str, *, subprotocol: str, secure: bool, open_timeo
             proxy=None if is_loopback_host(host) else True,
             user_agent_header=f"amigo_lab/{_lab_version()}",
             logger=_RedactingLogger(token),
-            **({"ssl": ssl} if ssl is not None and secure else {}),
+            **tls,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
