@@ -8,17 +8,19 @@ same rules), so a widget shows a session that was already running when it was ma
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from amigo_lab.framelog import BINARY_FRAME
 from amigo_lab.protocol import NewMessage, parse
 from amigo_lab.protocol.fold import Fold
 
-__all__ = ["follow_fold", "replay_fold"]
+__all__ = ["follow_fold", "log_entries", "replay_fold", "shared_history"]
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +82,85 @@ def replay_fold(frames: Any, *, response_format: str | None = None, audio_format
     return events
 
 
+class _History:
+    """One read of a session's log, shared by the widgets a panel attaches at once (see :func:`shared_history`).
+
+    ``records`` is the log as read; entries logged since arrive in ``later`` (the collector subscribed before
+    the read, so nothing falls between). The fold runs once over both.
+    """
+
+    def __init__(self, session: Any) -> None:
+        params = getattr(session, "params", None)
+        self._lock = threading.Lock()
+        self._later: list[tuple[dict[str, Any], Any]] = []
+        self.remove = session.on_frame(lambda entry, frame: self._collect(entry, frame))
+        self.records: list[dict[str, Any]] = session.log.to_dataframe().to_dict("records")
+        self._fold = Fold(response_format=getattr(params, "response_format", None),
+                          audio_format=getattr(params, "audio_format", "pcm"))
+        self._events: list[Any] = []
+        self._folded_seq = -1
+        self._until = -math.inf
+        self._fold_in(self.records, with_frames=False)
+
+    def _collect(self, entry: Mapping[str, Any], frame: Any) -> None:
+        with self._lock:
+            self._later.append((dict(entry), frame))
+
+    def _fold_in(self, items: Any, *, with_frames: bool) -> None:
+        for item in items:
+            entry, frame = item if with_frames else (item, None)
+            seq = _present(entry.get("seq"))
+            if seq is not None:
+                if int(seq) <= self._folded_seq:
+                    continue
+                self._folded_seq = int(seq)
+            _feed_entry(self._fold, entry, frame)
+            self._events.extend(self._fold.events_received())
+            t = _present(entry.get("t"))
+            if t is not None:
+                self._until = max(self._until, float(t))
+
+    def entries(self) -> list[Mapping[str, Any]]:
+        """Every entry so far: the read, then what was logged since (a widget dedupes by ``seq``)."""
+        with self._lock:
+            later = [entry for entry, _ in self._later]
+        return [*self.records, *later]
+
+    def events(self) -> tuple[list[Any], float]:
+        """The fold's events of every entry so far, and the session-clock time they reach."""
+        with self._lock:
+            later = list(self._later)
+        self._fold_in(later, with_frames=True)
+        return list(self._events), self._until
+
+
+_shared: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def shared_history(session: Any) -> Iterator[None]:
+    """Inside this block, widgets that :meth:`follow` ``session`` share one read of its log and one replay
+    of its fold, instead of each reading and replaying it (seconds each on an hour-long session).
+
+    :class:`~amigo_lab.widgets.SessionPanel` uses it when it attaches a session.
+    """
+    history = _History(session)
+    _shared[session] = history
+    try:
+        yield
+    finally:
+        _shared.pop(session, None)
+        history.remove()
+
+
+def log_entries(session: Any) -> list[Mapping[str, Any]]:
+    """The session's frame-log entries so far, as dicts (from the shared read inside :func:`shared_history`)."""
+    history = _shared.get(session)
+    if history is not None:
+        return history.entries()
+    return session.log.to_dataframe().to_dict("records")
+
+
 def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], None]:
     """Call ``callback(event)`` for each fold event of ``session``: the log so far, then live. Returns a remover.
 
@@ -106,12 +187,17 @@ def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], N
         deliver([event])
 
     remove: Callable[[], None] = session.on_event(on_live)
-    frames = session.log.to_dataframe()
-    # Events of entries in this snapshot come from the replay; the session's fold may report some of them
-    # again just after (it folds on its loop thread), so only later ones are taken from the live feed.
-    replayed_until = float(frames["t"].max()) if len(frames) else -math.inf
-    deliver(replay_fold(frames, response_format=getattr(params, "response_format", None),
-                        audio_format=getattr(params, "audio_format", "pcm")))
+    # Events of entries already logged come from a replay; the session's fold may report some of them again
+    # just after (it folds on its loop thread), so only later ones are taken from the live feed.
+    history = _shared.get(session)
+    if history is not None:
+        replayed, replayed_until = history.events()
+    else:
+        frames = session.log.to_dataframe()
+        replayed_until = float(frames["t"].max()) if len(frames) else -math.inf
+        replayed = replay_fold(frames, response_format=getattr(params, "response_format", None),
+                               audio_format=getattr(params, "audio_format", "pcm"))
+    deliver(replayed)
     while True:
         with lock:
             batch = list(held or [])

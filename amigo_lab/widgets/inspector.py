@@ -29,6 +29,8 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from amigo_lab.widgets._fold_feed import log_entries
+
 __all__ = ["INSPECTOR_WINDOW", "EventInspector"]
 
 _log = logging.getLogger(__name__)
@@ -187,8 +189,7 @@ class EventInspector(anywidget.AnyWidget):
             self._reset()
             self._session = session
             self._remove_listener = session.on_frame(self._on_live_entry)
-            frames = session.log.to_dataframe()
-        for entry in frames.to_dict("records"):
+        for entry in log_entries(session):
             self.feed(entry)
 
     def unfollow(self) -> None:

@@ -143,7 +143,7 @@ class SessionView(anywidget.AnyWidget):
 
     def follow(self, session: Any) -> None:
         """Show ``session``: replay what its log already holds, then follow new entries live."""
-        from amigo_lab.widgets._fold_feed import follow_fold
+        from amigo_lab.widgets._fold_feed import follow_fold, log_entries
 
         self.unfollow()
         # hold_sync: the browser gets the replay's end state in one message, not every step of it.
@@ -152,7 +152,7 @@ class SessionView(anywidget.AnyWidget):
             params = getattr(session, "params", None)
             self._voice = getattr(params, "response_format", "voice") != "text"
             self._remove_listener = session.on_frame(self._on_live_entry)
-            for entry in session.log.to_dataframe().to_dict("records"):
+            for entry in log_entries(session):
                 self.apply(entry)
             self._remove_fold = follow_fold(session, self.apply_fold)
             if self.state in ("disconnected", "error"):
@@ -412,13 +412,16 @@ class SessionPanel(ipywidgets.VBox):
         with self._lock:
             self._session = session
             self._owns_session = owned
+        from amigo_lab.widgets._fold_feed import shared_history
+
         # The view last: its "connected" is what callers wait for, so everything else is wired by then.
         self.player.attach(session)
         self.mic.session = session
-        self.inspector.follow(session)
-        self.waterfall.follow(session)
-        self.timeline.follow(session)
-        self.view.follow(session)
+        with shared_history(session):      # one read of the log and one fold replay for all of them
+            self.inspector.follow(session)
+            self.waterfall.follow(session)
+            self.timeline.follow(session)
+            self.view.follow(session)
 
     def connect(self) -> Any:
         """Connect and return the session (blocks until connected). Errors show in the panel and raise.

@@ -114,7 +114,7 @@ class LiveTimeline(anywidget.AnyWidget):
 
     def follow(self, session: Any) -> None:
         """Show ``session``: its log so far, then live."""
-        from amigo_lab.widgets._fold_feed import follow_fold
+        from amigo_lab.widgets._fold_feed import follow_fold, log_entries
 
         self.unfollow()
         with self._lock:
@@ -137,7 +137,7 @@ class LiveTimeline(anywidget.AnyWidget):
             self.feed(entry, frame)
 
         self._remove.append(session.on_frame(on_entry))
-        for entry in session.log.to_dataframe().to_dict("records"):
+        for entry in log_entries(session):
             on_entry(entry, None)
         self._remove.append(follow_fold(session, self.apply_fold))
 
