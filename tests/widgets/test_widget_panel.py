@@ -185,3 +185,15 @@ def test_replaying_an_unknown_turn_says_which_exist(front_end, session):
     with pytest.raises(AmigoError, match="no turn 99"):
         panel.replay(99)
     panel.close()
+
+
+def test_a_panel_made_late_shows_what_each_widget_alone_shows(front_end, session):
+    for text in ("what are your opening hours", "where are you located"):
+        session.say(text).result(timeout=60)
+    panel = SessionPanel(session)                       # one shared read of the log for all its widgets
+    alone = LatencyWaterfall(session), EventInspector(session), LiveTimeline(session)
+    assert panel.waterfall.turns == alone[0].turns and len(panel.waterfall.turns) == 3
+    assert panel.inspector.rows() == alone[1].rows()
+    assert panel.timeline.segments() == alone[2].segments()
+    assert [r.index for r in panel.view.records.values()] == [0, 1, 2]
+    panel.close()
