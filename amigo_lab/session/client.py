@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -145,7 +145,7 @@ class Session:
                  version_set: str = C.DEFAULT_VERSION_SET, log_dir: str | os.PathLike[str] | None = None,
                  timeout: float = 30.0, response_timeout: float | None = RESPONSE_TIMEOUT_S,
                  agent_sample_rate: int = SAMPLE_RATE, ssl_context: _ssl.SSLContext | None = None,
-                 transport_factory: TransportFactory | None = None, backoff: Backoff = Backoff(),
+                 transport_factory: TransportFactory | None = None, backoff: Backoff | None = None,
                  loop: _loop.BackgroundLoop | None = None) -> None:
         try:
             self._subprotocol = auth_subprotocol(token)
@@ -170,7 +170,7 @@ class Session:
         self._response_timeout = None if response_timeout is None else float(response_timeout)
         self.agent_sample_rate = agent_sample_rate
         self._factory: TransportFactory = transport_factory or open_websocket
-        self._backoff = backoff
+        self._backoff = backoff or Backoff()
         self._bg = loop or _loop.get_loop()
         self._log = FrameLog(log_dir, secrets=(token,), meta={
             "url": self.url, "organization": organization, "region": None if not secure and host else region,
@@ -275,14 +275,14 @@ class Session:
                        for k, v in rows)
         return f"<table><caption>amigo_lab Session</caption>{body}</table>"
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._state not in TERMINAL:
             self.finish()
 
-    async def __aenter__(self) -> Session:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
