@@ -702,7 +702,30 @@ def parse(text: str | bytes | bytearray) -> Frame:
         raise FrameError(f"is not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise FrameError(f"must be a JSON object with a 'type', got {type(obj).__name__}")
-    return from_dict(obj)
+    # A lone UTF-16 surrogate ("\\ud83d", half an emoji a JavaScript peer split) is valid JSON but not valid
+    # Unicode: nothing could encode the string again. Only a \\u escape can bring one, so look only then.
+    scrubbed = _scrub_surrogates(obj) if _SURROGATE_ESCAPE.search(text) else obj
+    frame = from_dict(scrubbed)
+    if scrubbed is not obj and scrubbed != obj:
+        frame._note("", LONE_SURROGATE_PROBLEM)
+    return frame
+
+
+#: The problem noted on a frame whose strings held lone UTF-16 surrogates (they read as U+FFFD).
+LONE_SURROGATE_PROBLEM = "the frame holds lone UTF-16 surrogates (half a character?); they read as U+FFFD"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub_surrogates(value: Any) -> Any:
+    """``value`` (a decoded JSON value) with every lone UTF-16 surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def from_dict(obj: Mapping[str, Any]) -> Frame:

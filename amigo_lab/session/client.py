@@ -9,7 +9,6 @@ import asyncio
 import collections
 import concurrent.futures
 import html
-import json
 import logging
 import os
 import re
@@ -57,6 +56,7 @@ from amigo_lab.protocol import (
 )
 from amigo_lab.protocol import constants as C
 from amigo_lab.protocol.fold import Fold, FoldEvent
+from amigo_lab.protocol.wire import announced_sample_rate
 from amigo_lab.session.errors import (
     ConnectionClosedError,
     ResponseTimeoutError,
@@ -85,21 +85,8 @@ VAD_TRAILING_SILENCE_MS = C.VAD_END_SILENCE_MS + 300
 RESPONSE_TIMEOUT_S = 30.0
 #: After finish or close-connection left, seconds of silence after which the client closes the socket itself.
 CLOSE_GRACE_S = 2.0
-#: Keys under which a frame may announce the sample rate of its PCM audio (kept in the frame's ``extra``).
-ANNOUNCED_RATE_KEYS = ("sample_rate", "sample_rate_hz", "sampleRate")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _scrub(value: Any) -> Any:
-    """Replace lone UTF-16 surrogates (in every string of a decoded JSON value) with U+FFFD."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
 
 
 def _check_text(text: Any, what: str) -> None:
@@ -989,19 +976,8 @@ class Session:
         if isinstance(data, (bytes, bytearray, memoryview)):
             self._on_binary(bytes(data))
             return
-        text = data
-        scrubbed = False
-        if "\\ud" in text or "\\uD" in text:
-            try:
-                decoded = json.loads(text)
-            except ValueError:
-                decoded = None
-            if decoded is not None:
-                clean = _scrub(decoded)
-                if clean != decoded:
-                    text, scrubbed = json.dumps(clean, ensure_ascii=False), True
         try:
-            self._conv.receive(text)
+            self._conv.receive(data)
         except FrameError as exc:
             self._log.record("received", None, raw=data, error_description=str(exc))
             return
@@ -1009,8 +985,8 @@ class Session:
         violations = self._conv.violations_received()
         for frame in frames:
             self._on_frame(frame, data)
-        if scrubbed:
-            self._note("the frame holds lone UTF-16 surrogates (half an emoji?); they read as U+FFFD")
+            for problem in frame.problems:  # what a lenient read could not use, or had to mend (lone surrogates)
+                self._note(problem, getattr(frame, "message_id", None) or None)
         for violation in violations:
             self._note(violation.description, getattr(violation.frame, "message_id", None) or None)
 
@@ -1025,9 +1001,7 @@ class Session:
                 self._note(f"a voice piece whose message is not base64 audio ({exc}); the piece is kept in the log",
                            frame.message_id or None)
                 return
-            announced = next((frame.extra[k] for k in ANNOUNCED_RATE_KEYS if k in frame.extra), None)
-            if isinstance(announced, (int, float)) and not isinstance(announced, bool) and announced > 0:
-                rate = int(announced)
+            rate = announced_sample_rate(frame)
         if isinstance(frame, ServerError):
             self._tracker.note_error(self._turn_error(frame))  # before the fold sees it: voiding names it
         entry = self._log.record("received", frame, raw=raw, audio_bytes=audio,

@@ -213,3 +213,19 @@ def test_construction_errors_name_the_field():
 
 def test_direction_of_a_frame():
     assert p.ExtendTimeout().is_client and not p.VadSpeechEnded().is_client
+
+
+def test_lone_surrogates_read_as_replacement_characters_and_are_noted():
+    # A JavaScript peer that splits an emoji between pieces sends half of it: valid JSON, not valid Unicode.
+    text = '{"type":"server.new-message","message":"hi \\ud83d","stop":true,"sequence_number":0,"message_id":"m"}'
+    frame = p.parse(text)
+    assert frame.message == "hi \ufffd"
+    assert frame.problems == (p.frames.LONE_SURROGATE_PROBLEM,)
+    frame.message.encode("utf-8")  # encodable again: the log and the analysis can write it
+
+
+def test_a_whole_surrogate_pair_is_one_character_and_no_problem():
+    text = '{"type":"server.new-message","message":"\\ud83d\\ude00","stop":true,"sequence_number":0,"message_id":"m"}'
+    frame = p.parse(text)
+    assert frame.message == "\U0001f600"
+    assert frame.problems == ()
