@@ -26,6 +26,7 @@ _LAZY = {
     "SessionError": "amigo_lab.session",
     "ConnectionClosedError": "amigo_lab.session",
     "TurnError": "amigo_lab.session",
+    "ResponseTimeoutError": "amigo_lab.session",
     "FrameLog": "amigo_lab.framelog",
     "RecordedSession": "amigo_lab.framelog",
     "load_session": "amigo_lab.framelog",
@@ -42,6 +43,7 @@ __all__ = [
     "FrameLog",
     "RecordedSession",
     "Reply",
+    "ResponseTimeoutError",
     "Session",
     "SessionError",
     "Turn",
@@ -58,7 +60,15 @@ if TYPE_CHECKING:
     from amigo_lab.emulator import Emulator
     from amigo_lab.framelog import FrameLog, RecordedSession, load_session
     from amigo_lab.magics import load_ipython_extension, unload_ipython_extension
-    from amigo_lab.session import ConnectionClosedError, Reply, Session, SessionError, Turn, TurnError
+    from amigo_lab.session import (
+        ConnectionClosedError,
+        Reply,
+        ResponseTimeoutError,
+        Session,
+        SessionError,
+        Turn,
+        TurnError,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,8 @@ import sys
 import amigo_lab
 
 PINNED = [
-    "AmigoError", "ConnectionClosedError", "Emulator", "FrameLog", "RecordedSession", "Reply", "Session",
+    "AmigoError", "ConnectionClosedError", "Emulator", "FrameLog", "RecordedSession", "Reply", "ResponseTimeoutError",
+    "Session",
     "SessionError", "Turn", "TurnError", "__version__", "connect", "load_ipython_extension", "load_session",
     "unload_ipython_extension",
 ]
