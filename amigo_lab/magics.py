@@ -338,29 +338,34 @@ class AmigoMagics(Magics):
 
     def _say(self, text: str) -> None:
         session = self._require_session()
-        self._print_reply(self._await_reply(session, lambda: session.say(text)))
+        self._show_reply(session, lambda: session.say(text))
 
     def _event(self, text: str) -> None:
         session = self._require_session()
-        self._print_reply(self._await_reply(session, lambda: session.event(text)))
+        self._show_reply(session, lambda: session.event(text))
 
-    def _await_reply(self, session: Any, send: Callable[[], Any]) -> Any:
-        """Send a turn and wait for its reply. In a notebook the agent's words show as they arrive, in one
-        output line updated in place, while the audio streams on to the panel's player."""
+    def _show_reply(self, session: Any, send: Callable[[], Any]) -> None:
+        """Send a turn and show its reply. In a notebook the agent's words show as they arrive, in one output
+        line redrawn in place that ends as the complete reply, while the audio streams on to the panel's
+        player; elsewhere the reply is printed once complete."""
         if not _in_kernel(self.shell):
-            return send().result()
+            self._print_reply(send().result())
+            return
         live = _LiveText()
         remove = session.on_frame(live.on_entry)
+        reply = None
         try:
             turn = send()
             done = threading.Event()
             turn.add_done_callback(lambda _turn: done.set())
             while not done.wait(_LIVE_EVERY_S):
                 live.show()
-            return turn.result()
+            reply = turn.result()
         finally:
             remove()
-            live.finish()
+            live.finish(_reply_lines(reply) if reply is not None else None)
+        if not live.shown:
+            self._print_reply(reply)
 
     def _cmd_send(self, args: argparse.Namespace) -> None:
         reply = self._require_session().send_audio(args.file, realtime=not args.fast).result()
@@ -453,12 +458,16 @@ class AmigoMagics(Magics):
 
     @staticmethod
     def _print_reply(reply: Any) -> None:
-        if reply.filler_text:
-            print(f"agent (filler): {reply.filler_text}")
-        suffix = " [interrupted]" if reply.interrupted else ""
-        print(f"agent: {reply.text}{suffix}")
-        if reply.conversation_completed:
-            print("(the agent ended the conversation)")
+        for line in _reply_lines(reply):
+            print(line)
+
+
+def _reply_lines(reply: Any) -> list[str]:
+    lines = [f"agent (filler): {reply.filler_text}"] if reply.filler_text else []
+    lines.append(f"agent: {reply.text}{' [interrupted]' if reply.interrupted else ''}")
+    if reply.conversation_completed:
+        lines.append("(the agent ended the conversation)")
+    return lines
 
 
 _LIVE_EVERY_S = 0.1
@@ -508,10 +517,15 @@ class _LiveText:
         else:
             self._handle.update(content, raw=True)
 
-    def finish(self) -> None:
-        """Remove the live line; the complete reply is printed in its place."""
+    @property
+    def shown(self) -> bool:
+        """True once the live line is on screen (the reply then ends there, not in a print)."""
+        return self._handle is not None
+
+    def finish(self, lines: list[str] | None) -> None:
+        """Turn the live line into the complete reply (or, when the turn failed, into nothing)."""
         if self._handle is not None:
-            self._handle.update({"text/plain": ""}, raw=True)
+            self._handle.update({"text/plain": "\n".join(lines or [])}, raw=True)
 
 
 def _alignment_text(alignment: Any) -> str:
