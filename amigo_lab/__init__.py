@@ -34,7 +34,8 @@ _LAZY = {
     "load_ipython_extension": "amigo_lab.magics",
     "unload_ipython_extension": "amigo_lab.magics",
 }
-_SUBMODULES = ("protocol", "audio", "speech", "framelog", "session", "emulator", "analysis", "widgets", "magics")
+_SUBMODULES = ("protocol", "audio", "speech", "framelog", "session", "emulator", "analysis", "widgets", "magics",
+               "experiments")
 
 __all__ = [
     "AmigoError",

@@ -144,6 +144,10 @@ class Emulator:
         """The loaded services, ``{service_id: Service}``."""
         return dict(self._runtime.services)
 
+    def accepts(self, token: str) -> bool:
+        """True when this emulator knows ``token`` (a user may connect with it). Next: :func:`amigo_lab.connect`."""
+        return token in self._runtime.users
+
     def url(self, *, response_format: str = "voice", audio_format: str | None = "pcm",
             current_agent_action_type: str | None = None, org: str | None = None) -> str:
         """The full endpoint URL with its query (``audio_format=None`` leaves it out). Next: connect a client

@@ -392,8 +392,7 @@ def run(scenarios: Any, *, runs: int | None = None, concurrency: int = 1, ramp: 
 
 def _accepts_callers(emulator: Any) -> bool:
     """True when an emulator accepts :class:`CallerPool`'s tokens (it was made with ``emulator_tokens()``)."""
-    users = getattr(getattr(emulator, "_runtime", None), "users", None)
-    return isinstance(users, dict) and all(t in users for t in CallerPool.emulator_tokens(2))
+    return all(emulator.accepts(token) for token in CallerPool.emulator_tokens(2))
 
 
 def _progress(total: int, show: bool) -> Any:
