@@ -388,6 +388,8 @@ class SessionPanel(ipywidgets.VBox):
         self.inspector = EventInspector()
         self.waterfall = LatencyWaterfall()
         self.timeline = LiveTimeline()
+        # A click on the timeline finds that frame in the inspector.
+        self.timeline.on_select(lambda seq: setattr(self.inspector, "search", f"#{seq}"))
         super().__init__(children=[self.view, self.mic, self.player, self.timeline, self.waterfall, self.inspector])
         self.add_class("amigo-session-panel")
         self.view.on_msg(self._handle_view_message)

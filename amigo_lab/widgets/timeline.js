@@ -1,6 +1,6 @@
 // Live strip: the agent's state, a scrolling level trace of both sides, and lanes of segments on the session
 // clock (server VAD, user audio, agent audio received, agent audio heard) with marks (barge-in, events,
-// errors). The kernel sends {kind: "update", now, segments, marks, levels} five times a second; a segment that
+// errors). A click on a segment sends {kind: "select", seq} (its first frame). The kernel sends {kind: "update", now, segments, marks, levels} five times a second; a segment that
 // comes again (same id) replaces the old one. The browser keeps a bounded window and draws on one canvas.
 
 const LANES = [["vad", "server VAD"], ["user", "user audio"], ["agent", "agent received"], ["heard", "agent heard"]];
@@ -166,6 +166,22 @@ function render({ model, el }) {
   }
 
   canvas.addEventListener("mousemove", hit);
+  canvas.addEventListener("click", (event) => {
+    // A click on a segment or mark asks for its first frame (the panel shows it in the inspector).
+    const rect = canvas.getBoundingClientRect();
+    const px = event.clientX - rect.left;
+    const py = event.clientY - rect.top;
+    const lane = Math.floor((py - TOP - LEVEL_H) / (LANE_H + 4));
+    for (const mark of marks) {
+      if (mark.seq && Math.abs(x(mark.t, rect.width) - px) <= 3) return model.send({ kind: "select", seq: mark.seq });
+    }
+    if (lane < 0 || lane >= LANES.length) return;
+    for (const seg of segments.values()) {
+      if (seg.lane === LANES[lane][0] && px >= x(seg.t0, rect.width) - 2 && px <= x(seg.t1, rect.width) + 2) {
+        return model.send({ kind: "select", seq: seg.seq0 });
+      }
+    }
+  });
   canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
   model.on("msg:custom", onMessage);
   model.on("change:state", schedule);

@@ -102,6 +102,7 @@ class LiveTimeline(anywidget.AnyWidget):
         self._now = 0.0
         self._vad_on = False
         self._remove: list[Callable[[], None]] = []
+        self._select_sinks: list[Callable[[int], None]] = []
         self._stop = threading.Event()
         super().__init__(**kwargs)
         self.on_msg(self._handle_message)
@@ -314,7 +315,17 @@ class LiveTimeline(anywidget.AnyWidget):
         except Exception:  # noqa: BLE001 - a closing comm must not kill the flusher
             _log.debug("could not send to the timeline's view", exc_info=True)
 
+    def on_select(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``callback(seq)`` when a segment or mark is clicked in the browser (``seq``: its first frame);
+        returns a remover. :class:`~amigo_lab.widgets.SessionPanel` shows that frame in its inspector."""
+        self._select_sinks.append(callback)
+        return lambda: self._select_sinks.remove(callback) if callback in self._select_sinks else None
+
     def _handle_message(self, _widget: Any, content: Any, _buffers: list) -> None:
+        if isinstance(content, dict) and content.get("kind") == "select" and content.get("seq") is not None:
+            for sink in list(self._select_sinks):
+                sink(int(content["seq"]))
+            return
         if isinstance(content, dict) and content.get("kind") == "hello":
             with self._lock:
                 snapshot = {"kind": "update", "now": self._now, "segments": [dict(s) for s in self._segments.values()],

@@ -197,3 +197,11 @@ def test_a_panel_made_late_shows_what_each_widget_alone_shows(front_end, session
     assert panel.timeline.segments() == alone[2].segments()
     assert [r.index for r in panel.view.records.values()] == [0, 1, 2]
     panel.close()
+
+
+def test_a_click_on_the_timeline_finds_the_frame_in_the_inspector(front_end, session):
+    panel = SessionPanel(session)
+    greeting = next(s for s in panel.timeline.segments() if s["lane"] == "agent")
+    front_end.custom(panel.timeline, {"kind": "select", "seq": greeting["seq0"]})
+    assert panel.inspector.search == f"#{greeting['seq0']}"
+    panel.close()
