@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_inspector.py        # about 1.5 minutes; needs /usr/bin/chromium
 
-It runs the browser test ``tests/browser/test_browser_live_lab.py::test_the_inspector_through_an_hour_of_microphone_traffic``
+It runs the browser test ``test_the_inspector_through_an_hour_of_microphone_traffic`` of
+``tests/browser/test_browser_live_lab.py``
 (JupyterLab + headless Chromium): a kernel thread feeds an ``EventInspector`` 3 600 simulated seconds of a VAD
 session (50 user chunks of 20 ms a second, an agent piece of 160 ms every 160 ms, a turn every 10 s: about
 205 000 entries) in about a minute. Figures, each printed next to its anchor measured on the same page just

@@ -23,4 +23,5 @@ from amigo_lab.widgets.player import Player
 from amigo_lab.widgets.timeline import LiveTimeline
 from amigo_lab.widgets.waterfall import LatencyWaterfall
 
-__all__ = ["EventInspector", "LatencyWaterfall", "LiveTimeline", "Microphone", "Player", "SessionPanel", "SessionView", "replay_fold"]
+__all__ = ["EventInspector", "LatencyWaterfall", "LiveTimeline", "Microphone", "Player", "SessionPanel", "SessionView",
+           "replay_fold"]

@@ -63,7 +63,7 @@ def _feed_entry(fold: Fold, entry: Mapping[str, Any], frame: Any) -> None:
             return
         try:
             frame = parse(wire)
-        except Exception:  # noqa: BLE001 - a frame that does not parse is the log's business, not the fold's
+        except Exception:
             return
     audio_ms = _present(entry.get("audio_ms"))
     fold.feed(str(direction), frame, float(t), audio_ms=None if audio_ms is None else float(audio_ms))
@@ -176,7 +176,7 @@ def follow_fold(session: Any, callback: Callable[[Any], None]) -> Callable[[], N
         for event in events:
             try:
                 callback(event)
-            except Exception:  # noqa: BLE001 - one widget's bug must not stop the feed
+            except Exception:
                 _log.exception("a fold-event callback failed")
 
     def on_live(event: Any) -> None:

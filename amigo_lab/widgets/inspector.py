@@ -322,7 +322,7 @@ class EventInspector(anywidget.AnyWidget):
     def rows(self) -> list[dict[str, Any]]:
         """Every row in the kernel's window, as dicts with the names of :data:`ROW_FIELDS`."""
         with self._lock:
-            return [dict(zip(ROW_FIELDS, row)) for row in self._rows.values()]
+            return [dict(zip(ROW_FIELDS, row, strict=True)) for row in self._rows.values()]
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(FLUSH_EVERY_S):
@@ -337,7 +337,7 @@ class EventInspector(anywidget.AnyWidget):
             return
         try:
             self.send(content)
-        except Exception:  # noqa: BLE001 - a closing comm must not kill the flusher
+        except Exception:
             _log.debug("could not send to the inspector's view", exc_info=True)
 
     def wire_json(self, seq: int) -> str | None:

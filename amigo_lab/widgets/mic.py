@@ -138,7 +138,7 @@ class Microphone(anywidget.AnyWidget):
         if self.comm is not None:
             try:
                 self.release()
-            except Exception:  # noqa: BLE001 - a closing comm must not stop the close
+            except Exception:
                 _log.debug("could not ask the front end to release the microphone", exc_info=True)
         super().close()
 

@@ -480,7 +480,7 @@ class SessionPanel(ipywidgets.VBox):
         while not self._closed.wait(SESSION_WATCH_S):
             try:
                 self.sync_state()
-            except Exception:  # noqa: BLE001 - a watcher must outlive one bad reading
+            except Exception:
                 _log.debug("could not sync the panel with its session", exc_info=True)
 
     def sync_state(self) -> None:
@@ -553,17 +553,17 @@ class SessionPanel(ipywidgets.VBox):
     def _replay_in_background(self, index: Any) -> None:
         try:
             self.replay(int(index))
-        except Exception as exc:  # noqa: BLE001 - shown in the panel
+        except Exception as exc:
             self.view.show_error(f"cannot replay turn {index}: {exc}")
 
     def _connect_in_background(self) -> None:
         try:
             self.connect()
-        except Exception:  # noqa: BLE001 - shown in the panel by connect()
+        except Exception:
             _log.info("the panel could not connect", exc_info=True)
 
     def _disconnect_in_background(self) -> None:
         try:
             self.disconnect()
-        except Exception as exc:  # noqa: BLE001 - shown in the panel
+        except Exception as exc:
             self.view.show_error(str(exc), getattr(exc, "hint", "") or "")

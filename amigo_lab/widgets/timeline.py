@@ -278,7 +278,8 @@ class LiveTimeline(anywidget.AnyWidget):
                 self._mark(event.t, "error", label)
             elif isinstance(event, SpeechDiscarded):
                 self._mark(event.t, "discarded", "speech discarded (too short)")
-            elif isinstance(event, UserTurnEnded) or isinstance(event, InteractionStarted) and self.state in ("idle", "listening"):
+            elif isinstance(event, UserTurnEnded) or (
+                    isinstance(event, InteractionStarted) and self.state in ("idle", "listening")):
                 self._set_state("thinking")
             elif isinstance(event, (InteractionCompleted, InteractionVoided)):
                 if isinstance(event, InteractionVoided):
@@ -312,7 +313,7 @@ class LiveTimeline(anywidget.AnyWidget):
             return
         try:
             self.send(content)
-        except Exception:  # noqa: BLE001 - a closing comm must not kill the flusher
+        except Exception:
             _log.debug("could not send to the timeline's view", exc_info=True)
 
     def on_select(self, callback: Callable[[int], None]) -> Callable[[], None]:

@@ -40,7 +40,8 @@ def _answer(notebook, index: int, what: str) -> str:
                              timeout=180, what=what)
     except AssertionError:
         outputs = [notebook.page.evaluate(_CELL_OUTPUT, i) for i in range(len(QUESTION_CELLS))]
-        raise AssertionError(f"{what}: no answer; cell outputs {outputs!r}; console {notebook.console[-10:]}")
+        raise AssertionError(f"{what}: no answer; cell outputs {outputs!r}; console {notebook.console[-10:]}") \
+            from None
 
 
 def test_a_question_typed_with_its_question_mark(open_notebook, artifacts_dir):
@@ -72,8 +73,10 @@ WATERFALL_CELLS = [
 _BARS = """
 () => [...document.querySelectorAll('.amigo-waterfall-turn')].map((row) => ({
   index: Number(row.dataset.index),
-  bars: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-bar')].map((b) => [b.dataset.latency, Number(b.dataset.ms)])),
-  chips: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-value')].map((c) => [c.dataset.latency, c.textContent])),
+  bars: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-bar')]
+    .map((b) => [b.dataset.latency, Number(b.dataset.ms)])),
+  chips: Object.fromEntries([...row.querySelectorAll('.amigo-waterfall-value')]
+    .map((c) => [c.dataset.latency, c.textContent])),
 }))
 """
 
@@ -90,7 +93,7 @@ def test_the_waterfall_shows_the_numbers_of_analysis_turns(open_notebook, artifa
     shown = page.evaluate(_BARS)
     expected = notebook.json(ANALYSIS)
     assert len(shown) == len(expected) == 4
-    for row, want in zip(shown, expected):
+    for row, want in zip(shown, expected, strict=True):
         for name, value in want.items():
             assert row["bars"][name] == pytest.approx(value, abs=0.001), (row, want)
             assert row["chips"][name].endswith(f"{round(value)} ms")
@@ -314,7 +317,8 @@ FIND_CELLS = [
 _VISIBLE = """
 () => [...document.querySelectorAll('.amigo-inspector-viewport .amigo-inspector-row')]
   .filter((r) => r.style.display !== 'none')
-  .map((r) => ({ type: r.dataset.type, seq: Number(r.dataset.seq), audio: r.classList.contains('amigo-inspector-audio') }))
+  .map((r) => ({ type: r.dataset.type, seq: Number(r.dataset.seq),
+                 audio: r.classList.contains('amigo-inspector-audio') }))
 """
 
 

@@ -248,7 +248,8 @@ def test_unload_closes_what_the_magics_opened(ip, magics, connect_line):
 # --- through IPython's real input path (what a notebook cell does) -----------------------------------------
 
 
-@pytest.mark.parametrize("line", ["%amigo say What are your opening hours?", "  %amigo say ¿what are your opening hours?",
+@pytest.mark.parametrize("line", ["%amigo say What are your opening hours?",
+                                  "  %amigo say ¿what are your opening hours?",
                                   "%amigo event the patient asks: is it open?"])
 def test_a_trailing_question_mark_reaches_the_magic(ip, line):
     python = ip.transform_cell(line + "\n")
