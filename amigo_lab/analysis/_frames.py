@@ -119,7 +119,7 @@ def records(frames: pd.DataFrame) -> list[dict[str, Any]]:
     names = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
     columns = [frames[name].astype(object).tolist() if name in frames.columns else [None] * len(frames)
                for name in names]
-    return [dict(zip(names, values)) for values in zip(*columns)]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 # --- scalar helpers: the log uses pandas' nullable dtypes, so a missing value may be NA, None or NaN ----------

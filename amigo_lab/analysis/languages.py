@@ -52,7 +52,7 @@ def languages(frames: pd.DataFrame, *, turns_table: pd.DataFrame | None = None) 
 def _switched(table: pd.DataFrame) -> list[bool]:
     last: dict[str, str] = {}
     flags = []
-    for side, language in zip(table["side"], table["language"]):
+    for side, language in zip(table["side"], table["language"], strict=True):
         flags.append(language != UNDETERMINED and side in last and last[side] != language)
         if language != UNDETERMINED:
             last[side] = language
@@ -73,7 +73,7 @@ def language_figure(frames: pd.DataFrame, *, title: str = "Languages over time")
         figure.add_trace(go.Scatter(
             x=part["t"].to_numpy(float), y=part["language"].astype(object), mode="lines+markers", name=side,
             line={"shape": "hv", "color": _SIDE_COLOURS.get(side)}, marker={"size": 8},
-            customdata=[(turn, escape(text)) for turn, text in zip(part["turn"], part["text"])],
+            customdata=[(turn, escape(text)) for turn, text in zip(part["turn"], part["text"], strict=True)],
             hovertemplate=f"{side} turn %{{customdata[0]}}<br>%{{y}} at %{{x:.2f}} s<br>%{{customdata[1]}}"
                           "<extra></extra>"))
     switches = table[table["switched"].fillna(False).astype(bool)]
@@ -81,7 +81,7 @@ def language_figure(frames: pd.DataFrame, *, title: str = "Languages over time")
         figure.add_trace(go.Scatter(
             x=switches["t"].to_numpy(float), y=switches["language"].astype(object), mode="markers",
             name="switch", marker={"symbol": "star", "size": 16, "color": "#d62728"},
-            customdata=[(side, escape(text)) for side, text in zip(switches["side"], switches["text"])],
+            customdata=[(side, escape(text)) for side, text in zip(switches["side"], switches["text"], strict=True)],
             hovertemplate="%{customdata[0]} switched to %{y} at %{x:.2f} s<br>%{customdata[1]}<extra></extra>"))
     present = [lang for lang in (*LANGUAGES, UNDETERMINED) if lang in set(table["language"].dropna())]
     figure.update_layout(title=title, xaxis_title="time (s, log clock)", yaxis_title="language",

@@ -86,7 +86,8 @@ def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = N
     extracted = extract(frames)
     # Which message is a filler is the fold's call (the one account of the conversation), not the drawing's.
     fillers = {m for record in replay(frames).interactions for m in record.filler_message_ids}
-    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers), *_events(extracted, frames, turns_table)]
+    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers),
+            *_events(extracted, frames, turns_table)]
     if reference_vad is not None:
         rows += _reference(reference_vad)
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
@@ -192,7 +193,7 @@ def _events(ex: Extracted, frames: pd.DataFrame, table: pd.DataFrame | None) -> 
 def _reference(reference: pd.DataFrame) -> list[dict[str, Any]]:
     if not isinstance(reference, pd.DataFrame) or not {"start_t", "end_t"} <= set(reference.columns):
         raise AnalysisError("reference_vad must be the DataFrame from reference_vad_segments(audio, sr=...)")
-    spans = zip(reference["start_t"].astype(float), reference["end_t"].astype(float))
+    spans = zip(reference["start_t"].astype(float), reference["end_t"].astype(float), strict=True)
     return [_row(s, e, "reference", "speech",
                  detail=f"reference VAD speech {s:.3f}–{e:.3f} s ({(e - s) * 1000:.0f} ms)") for s, e in spans]
 

@@ -56,20 +56,54 @@ class CloseCode(IntEnum):
 _TABLE: dict[CloseCode, tuple[str, str, str]] = {
     CloseCode.NORMAL: ("normal", "finished, closed by client, conversation completed", "nothing to do"),
     CloseCode.GOING_AWAY: ("going away", "server shutting down", "reconnect and continue the conversation"),
-    CloseCode.ABNORMAL: ("connection lost", "network failure, no close frame", "reconnect and continue the conversation"),
-    CloseCode.MESSAGE_TOO_BIG: ("message too big", "a frame over 1 MiB", "send smaller audio chunks (at most 1 s each)"),
-    CloseCode.INTERNAL_ERROR: ("internal error", "server fault", "reconnect with backoff and continue the conversation"),
-    CloseCode.SERVICE_RESTART: ("service restart", "the server is restarting", "reconnect with backoff and continue the conversation"),
-    CloseCode.TRY_AGAIN_LATER: ("try again later", "the server is overloaded for a moment", "reconnect with backoff and continue the conversation"),
-    CloseCode.BAD_REQUEST: ("bad request", "fatal misuse: start sent twice, bad query parameters", "fix the client's frames or query"),
+    CloseCode.ABNORMAL: (
+        "connection lost", "network failure, no close frame", "reconnect and continue the conversation"
+    ),
+    CloseCode.MESSAGE_TOO_BIG: (
+        "message too big", "a frame over 1 MiB", "send smaller audio chunks (at most 1 s each)"
+    ),
+    CloseCode.INTERNAL_ERROR: (
+        "internal error", "server fault", "reconnect with backoff and continue the conversation"
+    ),
+    CloseCode.SERVICE_RESTART: (
+        "service restart", "the server is restarting", "reconnect with backoff and continue the conversation"
+    ),
+    CloseCode.TRY_AGAIN_LATER: (
+        "try again later",
+        "the server is overloaded for a moment",
+        "reconnect with backoff and continue the conversation",
+    ),
+    CloseCode.BAD_REQUEST: (
+        "bad request", "fatal misuse: start sent twice, bad query parameters", "fix the client's frames or query"
+    ),
     CloseCode.UNAUTHORIZED: ("unauthorized", "missing, malformed or expired token", "get a new token"),
     CloseCode.FORBIDDEN: ("forbidden", "conversation of another user", "do not retry"),
-    CloseCode.NOT_FOUND: ("not found", "organization (or wrong region), service, version set or conversation", "check the ids and the region"),
-    CloseCode.IDLE_TIMEOUT: ("idle timeout", "no user activity for the idle window", "send extend-timeout while idle; reconnect and continue"),
-    CloseCode.CONFLICT: ("conflict", "an unfinished conversation exists, or the conversation is already finished", "continue the unfinished conversation or finish it"),
-    CloseCode.UNSUPPORTED_AUDIO: ("unsupported audio", "VAD asked with audio_format=mp3, or undecodable audio", "use audio_format=pcm for VAD; check the audio encoding"),
-    CloseCode.RATE_LIMITED: ("rate limited", "too many connections, conversations or frames", "back off and retry later"),
-    CloseCode.SERVICE_UNAVAILABLE: ("service unavailable", "the service is down or overloaded for a moment", "reconnect with backoff and continue the conversation"),
+    CloseCode.NOT_FOUND: (
+        "not found",
+        "organization (or wrong region), service, version set or conversation",
+        "check the ids and the region",
+    ),
+    CloseCode.IDLE_TIMEOUT: (
+        "idle timeout", "no user activity for the idle window", "send extend-timeout while idle; reconnect and continue"
+    ),
+    CloseCode.CONFLICT: (
+        "conflict",
+        "an unfinished conversation exists, or the conversation is already finished",
+        "continue the unfinished conversation or finish it",
+    ),
+    CloseCode.UNSUPPORTED_AUDIO: (
+        "unsupported audio",
+        "VAD asked with audio_format=mp3, or undecodable audio",
+        "use audio_format=pcm for VAD; check the audio encoding",
+    ),
+    CloseCode.RATE_LIMITED: (
+        "rate limited", "too many connections, conversations or frames", "back off and retry later"
+    ),
+    CloseCode.SERVICE_UNAVAILABLE: (
+        "service unavailable",
+        "the service is down or overloaded for a moment",
+        "reconnect with backoff and continue the conversation",
+    ),
 }
 
 #: Codes after which a client reconnects by itself and continues the conversation (Option B): the transient
@@ -109,7 +143,8 @@ def describe_close(code: int | None, reason: str = "") -> str:
     """One line for a user: the code, its meaning, the reason the peer gave and what to do. Next: show it."""
     said = f": {reason}" if reason else ""
     if code is None:
-        return f"connection closed without a code (connection lost){said}. What to do: reconnect and continue the conversation."
+        return (f"connection closed without a code (connection lost){said}. "
+                "What to do: reconnect and continue the conversation.")
     try:
         known = CloseCode(code)
     except ValueError:

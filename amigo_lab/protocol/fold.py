@@ -38,10 +38,10 @@ Rules (each stated once)
    greeting has received nothing, the greeting completes empty (reported) and the waiting input's interaction
    opens. A user input that ends while the greeting is in flight waits behind it like any other.
 5. **Messages pair by ``message_id``**: a piece belongs to the interaction where its message began, even when
-   another interaction is in flight (a piece without a ``message_id`` belongs to the interaction in flight). The answer is the message ``interaction-complete`` names; every other
-   message is a **filler**. Before the complete, a message that begins after an ``action-too-long`` is taken
-   as a filler, any other as the answer (:class:`AgentPiece` ``role`` is that provisional judgement; the
-   record is final).
+   another interaction is in flight (a piece without a ``message_id`` belongs to the interaction in flight).
+   The answer is the message ``interaction-complete`` names; every other message is a **filler**. Before the
+   complete, a message that begins after an ``action-too-long`` is taken as a filler, any other as the answer
+   (:class:`AgentPiece` ``role`` is that provisional judgement; the record is final).
 6. **Errors.** A 400 voids nothing (protocol.md §5: one bad frame never costs the conversation), except that a
    400 arriving before the server sent anything for a waiting text, push-to-talk or event input refuses that
    input (voided, reason ``refused``). Any other ``server.error`` before ``interaction-complete`` voids the
@@ -52,8 +52,8 @@ Rules (each stated once)
 8. **Every interaction ends**: completed by ``interaction-complete``; voided by an error or refusal; completed
    without its ``interaction-complete`` when the server begins the next one (a ``user-message-available`` for a
    new message after one was seen, or after greeting output; reported); or, on ``connection.closed``, voided
-   (reason ``closed``) with the close named. Inputs still waiting at the close are dropped (:class:`InputDropped`). An interaction stays
-   open only while the socket is open.
+   (reason ``closed``) with the close named. Inputs still waiting at the close are dropped
+   (:class:`InputDropped`). An interaction stays open only while the socket is open.
 9. **Barge-in**: ``vad-speech-started`` while an interaction is in flight and has received agent pieces, or a
    client ``playback.flushed`` of one of its messages (also after completion: the user spoke over audio still
    playing).

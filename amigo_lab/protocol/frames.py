@@ -139,7 +139,7 @@ def _read_opt_int(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(value)  # noqa: TRY004
+        raise ValueError(value)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -234,7 +234,8 @@ def normalise_alignment(value: Any) -> Alignment | None:
             times, scale = _pick(value, wire.ALIGNMENT_SECONDS_ARRAY_KEYS), 1000.0
         if (isinstance(chars, list) and isinstance(times, list) and len(chars) == len(times)
                 and all(isinstance(c, str) for c in chars) and all(_is_number(x) for x in times)):
-            return tuple((_plain(x) * scale if scale != 1.0 else _plain(x), c) for x, c in zip(times, chars))
+            return tuple((_plain(x) * scale if scale != 1.0 else _plain(x), c)
+                         for x, c in zip(times, chars, strict=True))
     raise ValueError(value)
 
 
