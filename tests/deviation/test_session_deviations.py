@@ -7,6 +7,7 @@ holds every frame and every byte of agent audio the server sent, and that the to
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import time
@@ -148,6 +149,12 @@ def test_session_survives(deviation, tmp_path, caplog):
                     assert replayed is None or pd.isna(replayed), name
                 else:
                     assert replayed == pytest.approx(value, abs=0.01), name
+        # And the report of the same log: every section renders, the reply's text and audio players in it.
+        page = analysis.write_report(session.log.path, tmp_path / "report.html", progress=False).read_text(encoding="utf-8")
+        for record in live:
+            if record.reply_text and record.reply_text.strip():
+                shown = html.escape(" ".join(record.reply_text.split())[:40])
+                assert shown in " ".join(page.split()), f"{deviation.name}: the report lacks the reply {shown!r}"
         if deviation.expect_warning:
             said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
             said += [str(v) for v in frames["error_description"].dropna()]
