@@ -13,9 +13,8 @@ import re
 import time
 
 import numpy as np
-import pytest
-
 import pandas as pd
+import pytest
 
 from amigo_lab import analysis, connect
 from amigo_lab.framelog import load_session
