@@ -128,6 +128,9 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
         result = _write_outputs(out, session_dir)
     echo("")
     echo(_format_turns(result.turns))
+    if not realtime:
+        echo("(--fast: the user's audio went faster than real time, so these latencies are not what a caller "
+             "would experience)")
     echo("")
     echo(f"frame log: {session_dir}   report: {result.report}")
     return result

@@ -431,6 +431,9 @@ class Session:
         pieces = [(_audio.encode_wire_audio(p, self._audio_format), p.size * 1000.0 / SAMPLE_RATE)
                   for p in _audio.chunk(samples, sr=SAMPLE_RATE, ms=chunk_ms) if p.size]
         self._check_usable()
+        if not realtime and not self._log.meta.get("fast"):
+            # The log's timings stop being real-time figures; the report and the turns table say so.
+            self._log.update_meta(fast=True)
         name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else None
         pending = _Pending(self._new_turn("audio", name), "audio", vad=vad)
         streaming = self._bg.run(self._stream(pending, pieces, realtime=realtime, chunk_ms=chunk_ms,
