@@ -48,6 +48,7 @@ from amigo_lab.framelog._schema import (
 )
 from amigo_lab.protocol import Frame, redact, serialize
 from amigo_lab.protocol.constants import AUTH_SUBPROTOCOL_PREFIX
+from amigo_lab.protocol.frames import LONE_SURROGATE_PROBLEM
 
 logger = logging.getLogger("amigo_lab.framelog")
 
@@ -261,6 +262,8 @@ class FrameLog:
             wire_frame = frame
             type_ = frame.type
             values = project(frame, audio_given=audio_bytes is not None)
+            if LONE_SURROGATE_PROBLEM in frame.problems:
+                flags.append(FLAG_INVALID_UNICODE)  # the protocol mended them; the wire text keeps them
             if raw is None:
                 try:
                     wire = serialize(frame)
