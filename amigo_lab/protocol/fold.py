@@ -350,6 +350,8 @@ class _Input:
     hint: float | None = None
     text: str | None = None
     segmented: bool = False  # push-to-talk whose audio the server's VAD cut into segments
+    end_ms: float | None = None  # vad-speech-ended's position on the audio clock
+    end_stream: int = -1  # which stream of the audio clock that position is on (AudioClock.stream)
     last_segment: _Input | None = None
     owner: _Open | None = None  # the interaction it went to
 
@@ -405,16 +407,19 @@ class AudioClock:
     """Positions on the user's audio clock (ms of audio sent since the stream began) -> log ``t`` (rule 2).
 
     :meth:`add` each sent chunk, :meth:`restart` when the stream begins afresh (a new connection, VAD switched
-    on), :meth:`to_t` a position the server reported. Memory stays bounded on long streams.
+    on), :meth:`to_t` a position the server reported, :meth:`forget_before` positions no longer asked for.
+    Memory stays flat on long streams: the fold forgets the chunks before each completed VAD turn's end.
     """
 
     def __init__(self) -> None:
         self._starts: list[float] = []
         self._times: list[float] = []
         self._position = 0.0
+        self.stream = 0  # counts restarts, so a position is never applied to a later stream
 
     def restart(self) -> None:
         """The stream begins again at position 0."""
+        self.stream += 1
         self._starts.clear()
         self._times.clear()
         self._position = 0.0
@@ -428,6 +433,17 @@ class AudioClock:
         self._starts.append(self._position)
         self._times.append(t)
         self._position += ms
+
+    def __len__(self) -> int:
+        """How many chunks are kept."""
+        return len(self._starts)
+
+    def forget_before(self, audio_ms: float) -> None:
+        """Drop the chunks that end at or before position ``audio_ms`` (the chunk holding it stays)."""
+        i = bisect_right(self._starts, audio_ms) - 1
+        if i > 0:
+            del self._starts[:i]
+            del self._times[:i]
 
     def to_t(self, audio_ms: float | None, *, at_t: float) -> float | None:
         """``t`` of position ``audio_ms`` reported at ``at_t`` (never later); None without a position or audio."""
@@ -748,6 +764,7 @@ class Fold:
         if segment is None:  # its start was not seen (before the log began, or not sent)
             segment = _Input(None, "vad")
         segment.speech_end = at if at is not None else t
+        segment.end_ms, segment.end_stream = frame.audio_ms, self._clock.stream
         segment.vad_end = segment.end = t
         ptt = self._ptt
         if ptt is not None:
@@ -886,6 +903,11 @@ class Fold:
     def _retire(self, current: _Open) -> Interaction:
         if self._open is current:
             self._open = None
+        user = current.user
+        if (current.status == "completed" and user is not None and user.end_ms is not None
+                and user.end_stream == self._clock.stream):
+            # The server's VAD reports positions in order: nothing before this turn's end is asked for again.
+            self._clock.forget_before(user.end_ms)
         record = self._record(current)
         self._records[current.index] = record
         if self._history is not None:

@@ -476,6 +476,43 @@ def test_audio_clock_memory_is_bounded():
     assert clock.to_t(None, at_t=1.0) is None and f.AudioClock().to_t(5.0, at_t=1.0) is None
 
 
+def test_a_long_vad_microphone_stream_keeps_the_audio_clock_flat_and_still_maps_each_turn():
+    # 30 turns of 8 s of 20 ms chunks (12 000 chunks): the clock forgets what lies before each completed turn.
+    feed = Feed(response_format="text", history=0)
+    feed.start()
+    feed.greeting()
+    feed.sent(1.0, p.SwitchVadMode(vad_mode_on=True))
+    feed.got(1.01, p.VadModeSwitched())
+    sizes = []
+    for turn in range(30):
+        t0, base_ms = 2.0 + turn * 8.0, turn * 8000.0
+        feed.stream(t0, 8000)
+        feed.got(t0 + 1.0, p.VadSpeechStarted(audio_ms=base_ms + 200))
+        [ended] = of(feed.got(t0 + 3.0, p.VadSpeechEnded(audio_ms=base_ms + 2000)), f.UserTurnEnded)
+        assert ended.speech_end_t == pytest.approx(t0 + 2.0)
+        feed.piece(t0 + 3.5, f"m{turn}", 0, "a", stop=True)
+        [done] = of(feed.complete(t0 + 3.6, f"m{turn}"), f.InteractionCompleted)
+        assert done.record.stamps["speech_start"] == pytest.approx(t0 + 0.2)
+        sizes.append(len(feed.fold._clock))
+    # What stays is the audio sent after the last turn's end (6 s = 300 chunks), not the whole stream.
+    assert max(sizes) <= 301 and feed.fold.interactions() == []
+
+
+def test_the_audio_clock_forgets_nothing_of_a_later_stream():
+    feed = Feed(response_format="text")
+    feed.start()
+    feed.greeting()
+    feed.sent(1.0, p.SwitchVadMode(vad_mode_on=True))
+    feed.stream(1.1, 2000)
+    feed.got(1.5, p.VadSpeechStarted(audio_ms=200))
+    feed.got(2.9, p.VadSpeechEnded(audio_ms=1500))
+    feed.sent(3.0, p.SwitchVadMode(vad_mode_on=True))  # the stream begins again at 0 before the answer
+    feed.stream(3.1, 400)
+    feed.piece(3.5, "m", 0, "a", stop=True)
+    feed.complete(3.6, "m")
+    assert len(feed.fold._clock) == 20
+
+
 def test_message_and_interaction_memory_is_bounded():
     feed = Feed(response_format="text")
     for n in range(f._MESSAGE_IDS + 10):
