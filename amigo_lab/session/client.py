@@ -192,7 +192,8 @@ class Session:
         self._in_flight: _Outgoing | None = None  # the frame the sender is writing now
         self._warned: set[str] = set()
         # The interaction fold sees every entry of the log, in order, on the loop thread (see _fold_entry).
-        self._fold = Fold(response_format=params.response_format, audio_format=self._audio_format)
+        # history=0: the session keeps its own Turns; the fold keeps no ended records (flat memory).
+        self._fold = Fold(response_format=params.response_format, audio_format=self._audio_format, history=0)
         self._feed_key: str | None = None
         self._event_listeners: list[Callable[[FoldEvent], Any]] = []
 
