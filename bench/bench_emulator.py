@@ -190,7 +190,7 @@ class MicSession:
                     await asyncio.wait_for(reader, timeout=5)
                 except TimeoutError:
                     reader.cancel()
-        except Exception as exc:  # noqa: BLE001 - a failed session is a result, reported below
+        except Exception as exc:  # a failed session is a result, reported below
             self.result.failure = self.result.failure or f"{type(exc).__name__}: {exc}"
         return self.result
 

@@ -26,7 +26,6 @@ from amigo_lab import analysis
 from amigo_lab.framelog import COLUMNS
 from amigo_lab.protocol import NewAudioMessage, NewMessage, serialize
 
-
 _CHUNK_WIRE = serialize(NewAudioMessage.from_bytes(bytes(640)))
 _PIECE_AUDIO = bytes(5120)
 

@@ -45,7 +45,7 @@ class _Direction:
 class _Link:
     """One proxied connection: a client socket, a server socket, and a pump each way."""
 
-    def __init__(self, proxy: "FaultProxy", client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    def __init__(self, proxy: FaultProxy, client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  server: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
         self.proxy = proxy
         self.client_reader, self.client_writer = client
@@ -114,7 +114,7 @@ class _Link:
         self.client_writer.write(close_frame(code, reason))
         try:
             await asyncio.wait_for(self.client_writer.drain(), 1.0)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass
         self.server_writer.transport.abort()
         self.client_writer.close()
@@ -140,7 +140,7 @@ class FaultProxy:
 
     # --- life cycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         """Start listening on a free loopback port (see :attr:`address`)."""
         self._thread.start()
         self._run(self._start())
@@ -168,7 +168,7 @@ class FaultProxy:
             link.abort()
         await asyncio.sleep(0)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -41,6 +41,6 @@ def test_unknown_attribute_is_a_clear_error():
 
 
 def test_connect_stays_a_function_after_its_module_is_imported():
-    import amigo_lab._connect  # noqa: F401  (what the magics and widgets import)
+    import amigo_lab._connect  # what the magics and widgets import
 
     assert callable(amigo_lab.connect) and amigo_lab.connect.__module__ == "amigo_lab._connect"

@@ -143,7 +143,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                     stream.cancel()
             elif op == WARM:
                 recognizer(payload).preload(1)
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting side, the worker goes on
+        except Exception as exc:  # reported to the waiting side, the worker goes on
             broken = streams.pop(stream_id, None)
             if broken is not None:
                 broken.cancel()

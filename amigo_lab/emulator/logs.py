@@ -35,7 +35,7 @@ class RedactingFilter(logging.Filter):
         secrets = tuple(self._secrets())
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a record with bad arguments is still logged, as its format
+        except Exception:  # a record with bad arguments is still logged, as its format
             message = str(record.msg)
         record.msg, record.args = redact(message, *secrets), None
         if record.exc_info and not record.exc_text:

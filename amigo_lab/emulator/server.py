@@ -233,7 +233,7 @@ class Emulator:
         self._stop_requested = asyncio.Event()
         try:
             await self._open()
-        except BaseException as exc:  # noqa: BLE001 - reported to the thread that called start()
+        except BaseException as exc:  # reported to the thread that called start()
             self._startup_error = exc
             ready.set()
             return

@@ -425,7 +425,7 @@ def _run_threads(jobs: list[tuple[Scenario, int, int]], levels: list[int], stage
                 if not future.cancelled():
                     try:
                         record, rows = future.result()
-                    except BaseException as exc:  # noqa: BLE001 - an interrupted run's folder may be unreadable
+                    except BaseException as exc:  # an interrupted run's folder may be unreadable
                         logger.warning("an interrupted run could not be read back: %s", exc)
                         continue
                     if all(r is not record for r in records):

@@ -164,7 +164,7 @@ class _Microphone:
                     if delay > 0:
                         time.sleep(delay)
                 self._session.send_chunk(data)
-        except Exception as exc:  # noqa: BLE001 - the session closed under the caller: say so in the step
+        except Exception as exc:  # the session closed under the caller: say so in the step
             self.error = f"streaming stopped: {exc}"
 
     def join(self, timeout: float) -> None:
@@ -258,7 +258,7 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
             mark["t_start"] = session.log.now()
             try:
                 turn = _send(session, step, audio, scenario.realtime)
-            except Exception as exc:  # noqa: BLE001 - the session said what is wrong; record it, go on
+            except Exception as exc:  # the session said what is wrong; record it, go on
                 mark["error"] = str(exc)
                 continue
             if isinstance(turn, _Microphone):
@@ -276,14 +276,14 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
             microphones.clear()
             mark["error"] = error
         watcher.remove()
-    except Exception as exc:  # noqa: BLE001 - a failed run is a result (its rows say so), not a crash
+    except Exception as exc:  # a failed run is a result (its rows say so), not a crash
         record.error = f"{type(exc).__name__}: {exc}"
     finally:
         if session is not None:
             try:
                 if session.state not in ("closed", "failed"):
                     session.finish()
-            except Exception as exc:  # noqa: BLE001 - the conversation may already be over
+            except Exception as exc:  # the conversation may already be over
                 logger.debug("finishing run %d of %s: %s", run, scenario.name, exc)
             session.log.close()
             # The Parquet copy may be written in the background; the run is over when it is on disk.

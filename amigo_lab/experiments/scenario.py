@@ -234,13 +234,13 @@ def _lines(node: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], pr
         for key, value in node.value:
             name = key.value
             if name in seen:
-                problems.add(key.start_mark.line + 1, _dotted(path + (name,)), "appears twice in the same mapping")
+                problems.add(key.start_mark.line + 1, _dotted((*path, name)), "appears twice in the same mapping")
             seen.add(name)
-            out[path + (name,)] = key.start_mark.line + 1
-            _lines(value, path + (name,), out, problems)
+            out[(*path, name)] = key.start_mark.line + 1
+            _lines(value, (*path, name), out, problems)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(item, path + (i,), out, problems)
+            _lines(item, (*path, i), out, problems)
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
@@ -441,13 +441,13 @@ class _Builder:
         for key in item:
             if key != kind and key not in _STEP_OPTIONS[kind]:
                 allowed = sorted(_STEP_OPTIONS[kind])
-                self.bad(path + (key,), f"not an option of a {kind} step (options: {', '.join(allowed) or 'none'})")
+                self.bad((*path, key), f"not an option of a {kind} step (options: {', '.join(allowed) or 'none'})")
         value = item[kind]
-        at = path + (kind,)
+        at = (*path, kind)
         fields: dict[str, Any] = {"index": i, "kind": kind, "line": self.line(path), "language": language,
                                   "rate_wpm": rate_wpm}
         if "label" in item:
-            fields["label"] = self.text(item["label"], path + ("label",))
+            fields["label"] = self.text(item["label"], (*path, "label"))
         if kind in ("say", "event", "speak"):
             fields["text"] = self.text(value, at)
         elif kind == "audio":
@@ -460,24 +460,24 @@ class _Builder:
             fields.update(self.barge_in(value, at, language, rate_wpm))
         if kind == "speak":
             if "language" in item:
-                fields["language"] = self.language(item["language"], path + ("language",))
+                fields["language"] = self.language(item["language"], (*path, "language"))
             if "rate_wpm" in item:
-                fields["rate_wpm"] = self.rate(item["rate_wpm"], path + ("rate_wpm",))
+                fields["rate_wpm"] = self.rate(item["rate_wpm"], (*path, "rate_wpm"))
             if "pause_inside_ms" in item:
-                fields["pause_inside_ms"] = self.number(item["pause_inside_ms"], path + ("pause_inside_ms",)) or 0.0
+                fields["pause_inside_ms"] = self.number(item["pause_inside_ms"], (*path, "pause_inside_ms")) or 0.0
             if "pause_after_word" in item:
                 word = item["pause_after_word"]
                 words = len((fields.get("text") or "").split())
                 if isinstance(word, bool) or not isinstance(word, int) or not 1 <= word < max(words, 2):
-                    self.bad(path + ("pause_after_word",),
+                    self.bad((*path, "pause_after_word"),
                              f"expected a word number from 1 to {max(words - 1, 1)} (the pause follows that word)")
                 else:
                     fields["pause_after_word"] = word
                 if "pause_inside_ms" not in item:
-                    self.bad(path + ("pause_after_word",), "needs pause_inside_ms (how long the pause is)")
+                    self.bad((*path, "pause_after_word"), "needs pause_inside_ms (how long the pause is)")
             if fields.get("pause_inside_ms") and len((fields.get("text") or "").split()) < 2:
-                self.bad(path + ("pause_inside_ms",), "a pause inside speech needs at least two words")
-        fields["expect"] = tuple(self.expectations(item.get("expect", {}), path + ("expect",), i, kind))
+                self.bad((*path, "pause_inside_ms"), "a pause inside speech needs at least two words")
+        fields["expect"] = tuple(self.expectations(item.get("expect", {}), (*path, "expect"), i, kind))
         return Step(**fields)
 
     def barge_in(self, value: Any, at: tuple[Any, ...], language: str, rate_wpm: int | None) -> dict[str, Any]:
@@ -486,21 +486,21 @@ class _Builder:
             return {}
         for key in value:
             if key not in _BARGE_KEYS:
-                self.bad(at + (key,), f"not an option of barge_in (options: {', '.join(sorted(_BARGE_KEYS))})")
+                self.bad((*at, key), f"not an option of barge_in (options: {', '.join(sorted(_BARGE_KEYS))})")
         what = [k for k in ("speak", "audio", "say") if k in value]
         if len(what) != 1:
             self.bad(at, "barge_in needs exactly one of speak, audio or say (what the caller says over the agent)")
             return {}
-        fields: dict[str, Any] = {"after_ms": self.number(value.get("after_ms", 0), at + ("after_ms",)) or 0.0}
+        fields: dict[str, Any] = {"after_ms": self.number(value.get("after_ms", 0), (*at, "after_ms")) or 0.0}
         if what[0] == "audio":
-            fields["path"] = self.audio_file(value["audio"], at + ("audio",))
+            fields["path"] = self.audio_file(value["audio"], (*at, "audio"))
         else:
-            fields["text"] = self.text(value[what[0]], at + (what[0],))
+            fields["text"] = self.text(value[what[0]], (*at, what[0]))
             fields["spoken"] = what[0] == "speak"
         if "language" in value:
-            fields["language"] = self.language(value["language"], at + ("language",))
+            fields["language"] = self.language(value["language"], (*at, "language"))
         if "rate_wpm" in value:
-            fields["rate_wpm"] = self.rate(value["rate_wpm"], at + ("rate_wpm",))
+            fields["rate_wpm"] = self.rate(value["rate_wpm"], (*at, "rate_wpm"))
         return fields
 
     def expectations(self, raw: Any, path: tuple[Any, ...], step: int, kind: str = "") -> list[Expectation]:
@@ -511,7 +511,7 @@ class _Builder:
             return []
         out = []
         for key, value in raw.items():
-            at = path + (key,)
+            at = (*path, key)
             name = _canonical(key)
             if name is None:
                 close = [k for k in EXPECTATIONS if key in k or k.endswith(str(key))]
@@ -561,9 +561,9 @@ class _Builder:
         limits = {}
         for key, limit in value.items():
             if key not in _LIMIT_KEYS:
-                self.bad(at + (key,), f"unknown limit; use {', '.join(_LIMIT_KEYS)}")
+                self.bad((*at, key), f"unknown limit; use {', '.join(_LIMIT_KEYS)}")
                 continue
-            checked = self.number(limit, at + (key,))
+            checked = self.number(limit, (*at, key))
             if checked is not None:
                 limits[key] = checked
         return limits if len(limits) == len(value) else _INVALID

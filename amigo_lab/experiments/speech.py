@@ -57,7 +57,7 @@ def _step_audio(step: Step) -> np.ndarray | None:
     if step.path is not None:
         try:
             samples, _ = load_audio(step.path, sr=SAMPLE_RATE)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's problem, said so
+        except Exception as exc:  # any decoder failure is the file's problem, said so
             raise ScenarioError([(str(step.path), None, f"turns[{step.index}]",
                                   f"cannot read this audio file: {exc}")]) from None
         return np.asarray(samples, dtype=np.float32)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from amigo_lab.analysis import AnalysisError, LATENCY_METRICS, latency_summary, turns
+from amigo_lab.analysis import LATENCY_METRICS, AnalysisError, latency_summary, turns
 
 from .logs import Log, text_turn
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amigo_lab.audio import AudioError, SAMPLE_RATE, float_to_pcm16, pcm16_duration_ms, pcm16_to_float
+from amigo_lab.audio import SAMPLE_RATE, AudioError, float_to_pcm16, pcm16_duration_ms, pcm16_to_float
 
 
 def test_sample_rate_is_16k():

@@ -14,18 +14,18 @@ CLI = [sys.executable, "-m", "amigo_lab.cli"]
 
 
 def test_help_lists_the_commands():
-    out = subprocess.run(CLI + ["--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("emulator", "demo", "report"):
         assert command in out
 
 
 def test_bad_arguments_give_usage_not_a_traceback():
-    run = subprocess.run(CLI + ["emulator", "--port", "notaport"], capture_output=True, text=True)
+    run = subprocess.run([*CLI, "emulator", "--port", "notaport"], capture_output=True, text=True)
     assert run.returncode == 2 and "usage:" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_emulator_prints_its_url_and_serves_until_stopped():
-    proc = subprocess.Popen(CLI + ["emulator", "--port", "0", "--token", "cli-token"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, "emulator", "--port", "0", "--token", "cli-token"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
@@ -46,7 +46,7 @@ def test_emulator_prints_its_url_and_serves_until_stopped():
 
 
 def test_report_of_a_missing_folder_is_a_clear_error(tmp_path):
-    run = subprocess.run(CLI + ["report", str(tmp_path / "nope")], capture_output=True, text=True)
+    run = subprocess.run([*CLI, "report", str(tmp_path / "nope")], capture_output=True, text=True)
     assert run.returncode == 2
     assert "nope" in run.stderr and "Traceback" not in run.stderr
 
@@ -59,7 +59,7 @@ def test_report_writes_html_for_a_recorded_session(tmp_path):
         session = amigo_lab.connect(emulator=emu, response_format="text", log_dir=tmp_path / "rec")
         session.say("what are your opening hours").result(timeout=60)
         session.finish()
-    run = subprocess.run(CLI + ["report", str(tmp_path / "rec"), "--out", str(tmp_path / "r.html")],
+    run = subprocess.run([*CLI, "report", str(tmp_path / "rec"), "--out", str(tmp_path / "r.html")],
                          capture_output=True, text=True, env={**os.environ})
     assert run.returncode == 0, run.stderr
     html = Path(tmp_path / "r.html").read_text(encoding="utf-8")

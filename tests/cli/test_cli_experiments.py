@@ -84,7 +84,7 @@ def test_interrupting_a_run_keeps_the_recorded_sessions(tmp_path):
           - say: goodbye
     """))
     out = tmp_path / "out"
-    proc = subprocess.Popen(CLI + ["run", str(tmp_path / "slow.yaml"), "--runs", "30", "--out", str(out), "--quiet"],
+    proc = subprocess.Popen([*CLI, "run", str(tmp_path / "slow.yaml"), "--runs", "30", "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180

@@ -250,7 +250,7 @@ def test_the_store_refuses_unknown_foreign_and_finished_conversations():
     store.finish(record)
     with pytest.raises(Refusal) as info:
         store.resume("ann", record.id)
-    assert codes + [info.value.close_code] == [4404, 4403, 4409]
+    assert [*codes, info.value.close_code] == [4404, 4403, 4409]
 
 
 def test_the_frame_limiter_allows_a_burst_then_the_rate():

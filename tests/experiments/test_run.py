@@ -119,15 +119,15 @@ def test_the_command_exits_0_on_pass_and_1_on_failure(write_scenario, tmp_path):
     good = write_scenario(TEXT_SCENARIO, "good.yaml")
     bad = write_scenario("name: bad\nrealtime: false\nturns:\n  - say: hello\n    expect: {reply_matches: nope}\n",
                          "bad.yaml")
-    passed = subprocess.run(CLI + ["run", str(good), "--out", str(tmp_path / "a"), "--quiet"],
+    passed = subprocess.run([*CLI, "run", str(good), "--out", str(tmp_path / "a"), "--quiet"],
                             check=False, capture_output=True, text=True, timeout=240)
     assert passed.returncode == 0, passed.stderr
     assert "PASS  hours" in passed.stdout
-    failed = subprocess.run(CLI + ["run", str(bad), "--out", str(tmp_path / "b"), "--quiet"],
+    failed = subprocess.run([*CLI, "run", str(bad), "--out", str(tmp_path / "b"), "--quiet"],
                             check=False, capture_output=True, text=True, timeout=240)
     assert failed.returncode == 1
     assert "FAIL  bad" in failed.stdout and "reply_matches nope" in failed.stdout
-    refused = subprocess.run(CLI + ["run", str(tmp_path / "absent.yaml")], check=False, capture_output=True, text=True)
+    refused = subprocess.run([*CLI, "run", str(tmp_path / "absent.yaml")], check=False, capture_output=True, text=True)
     assert refused.returncode == 2 and "no such file" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -336,7 +336,7 @@ def test_unknown_and_invalid_frames_are_logged_not_fatal(open_session):
                 return self.queue.pop(0)
             text = await self.inner.recv()
             if '"server.interaction-complete"' in text and odd:
-                self.queue = odd[:] + [text]
+                self.queue = [*odd[:], text]
                 odd.clear()
                 return self.queue.pop(0)
             return text
