@@ -377,7 +377,7 @@ def bench_capacity(speech: dict[str, bytes], levels: tuple[int, ...], seconds: f
             client_before, idle_before = time.process_time(), _machine_idle_s()
             results = asyncio.run(run_sessions(target.url(), count, speech, seconds, offset, ramp_s=RAMP_S))
             cpu_after, wall = target.cpu_seconds(), time.monotonic() - wall_before
-            cpu, asr_cpu = ((after - before) / wall for after, before in zip(cpu_after, cpu_before))
+            cpu, asr_cpu = ((after - before) / wall for after, before in zip(cpu_after, cpu_before, strict=True))
             client_cpu = (time.process_time() - client_before) / wall
             idle = (_machine_idle_s() - idle_before) / wall / (os.cpu_count() or 1)
             offset += count

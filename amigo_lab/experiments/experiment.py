@@ -158,7 +158,7 @@ def metric_summary(results: pd.DataFrame, *, by: list[str]) -> pd.DataFrame:
                      "mean": float(values.mean()) if values.size else math.nan}
             for q in PERCENTILES:
                 stats[f"p{q}"] = float(np.percentile(values, q)) if values.size else math.nan
-            rows.append({**dict(zip(by, key)), **stats})
+            rows.append({**dict(zip(by, key, strict=True)), **stats})
     return pd.DataFrame(rows, columns=[*by, "metric", "count", "mean", *(f"p{q}" for q in PERCENTILES)])
 
 

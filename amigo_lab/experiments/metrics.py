@@ -68,7 +68,7 @@ def run_rows(turns: pd.DataFrame, steps: dict[str, Any], vad: pd.DataFrame | Non
     for fallback in ("user_start_t", "first_text_t", "first_audio_t", "complete_t"):
         key = key.fillna(table[fallback].astype(float))
     step_of = []
-    for kind, at in zip(table["user_kind"], key):
+    for kind, at in zip(table["user_kind"], key, strict=True):
         if kind == "greeting" or math.isnan(at):
             step_of.append(-1)
             continue
@@ -130,7 +130,7 @@ def _vad_counts(vad: pd.DataFrame | None, starts: np.ndarray) -> tuple[dict[int,
     if vad is None or not len(vad):
         return speech, resets
     server = vad[vad["source"] == "server-vad"]
-    for kind, end in zip(server["kind"], server["end_t"].astype(float)):
+    for kind, end in zip(server["kind"], server["end_t"].astype(float), strict=True):
         before = np.flatnonzero(starts <= end + _SLACK_S)
         if not before.size or math.isnan(end):
             continue

@@ -286,7 +286,7 @@ def _align_characters(text: str, marks: list[_WordMark], end_ms: float) -> tuple
     # Letters of an unreported trailing word are interpolated towards last_ms, and trailing punctuation
     # takes last_ms, so the sequence is already monotonic; accumulate once more to guarantee it.
     monotonic = np.maximum.accumulate(np.array(times))
-    return tuple((round(float(t), 3), c) for t, c in zip(monotonic, text))
+    return tuple((round(float(t), 3), c) for t, c in zip(monotonic, text, strict=False))
 
 
 def _word_anchors(words: list[tuple[int, int]], marks: list[_WordMark]) -> list[tuple[int, float]]:

@@ -203,7 +203,7 @@ def test_every_deviation_keeps_the_audio_ends_every_turn_and_agrees_live_and_off
     assert list(table["status"]) == ["complete"] * 3, table[["status", "error"]]
     assert list(table["user_kind"]) == ["greeting", "text", "voice"]
     expected_audio = [200.0 if greeting else None, 300.0, 200.0]
-    for got, want in zip(table["reply_audio_ms"], expected_audio):
+    for got, want in zip(table["reply_audio_ms"], expected_audio, strict=True):
         assert got == want if want is not None else pd.isna(got)  # the empty greeting has no audio
     text, voice = table.iloc[1], table.iloc[2]
     # Without user-message-available the transcript is what the client sent (none for speech).
@@ -223,7 +223,7 @@ def test_every_deviation_keeps_the_audio_ends_every_turn_and_agrees_live_and_off
     # The live fold and the replayed log give one account.
     offline = replay(frames).interactions
     assert len(offline) == len(live.interactions()) == 3
-    for mine, theirs in zip(live.interactions(), offline):
+    for mine, theirs in zip(live.interactions(), offline, strict=True):
         assert (mine.kind, mine.status, mine.reply_text, mine.reply_audio_ms, mine.filler_message_ids) == \
             (theirs.kind, theirs.status, theirs.reply_text, theirs.reply_audio_ms, theirs.filler_message_ids)
         for latency in LATENCIES:

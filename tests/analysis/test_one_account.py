@@ -67,7 +67,7 @@ def test_the_analysis_replays_the_same_account_as_the_live_fold(tmp_path):
     frames, live = record_and_fold(tmp_path)
     offline = replay(frames).interactions
     assert [r.status for r in offline] == ["completed", "completed", "voided"]
-    for mine, theirs in zip(live.interactions(), offline):
+    for mine, theirs in zip(live.interactions(), offline, strict=True):
         assert (mine.kind, mine.status, mine.reply_text, mine.answer_message_id, mine.user_text) == \
             (theirs.kind, theirs.status, theirs.reply_text, theirs.answer_message_id, theirs.user_text)
         assert mine.reply_audio_ms == theirs.reply_audio_ms

@@ -35,9 +35,9 @@ def test_vad_segments_lists_speech_and_events():
     assert list(table.columns) == ["start_t", "end_t", "source", "kind", "message_id", "label", "detail"]
     by = {(s, k): g for (s, k), g in table.groupby(["source", "kind"])}
     speech = by[("server-vad", "speech")]
-    assert list(zip(speech["start_t"].round(3), speech["end_t"].round(3))) == [(2.3, 3.5)]
+    assert list(zip(speech["start_t"].round(3), speech["end_t"].round(3), strict=True)) == [(2.3, 3.5)]
     reset = by[("server-vad", "reset")]
-    assert list(zip(reset["start_t"].round(3), reset["end_t"].round(3))) == [(5.3, 5.4)]
+    assert list(zip(reset["start_t"].round(3), reset["end_t"].round(3), strict=True)) == [(5.3, 5.4)]
     client = by[("client", "audio")]
     assert client["start_t"].iloc[0] == 2.0 and client["end_t"].iloc[0] == pytest.approx(6.0)
     answers = by[("agent", "answer")].set_index("message_id")

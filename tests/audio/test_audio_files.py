@@ -51,7 +51,7 @@ def test_mp3_file(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.wav"
-    with pytest.raises(AudioError, match="no such audio file.*nope.wav"):
+    with pytest.raises(AudioError, match=r"no such audio file.*nope.wav"):
         load_audio(path)
 
 
@@ -64,5 +64,5 @@ def test_unreadable_file(tmp_path):
 
 
 def test_bad_subtype(tmp_path):
-    with pytest.raises(AudioError, match="not a WAV subtype.*PCM_16"):
+    with pytest.raises(AudioError, match=r"not a WAV subtype.*PCM_16"):
         write_wav(tmp_path / "a.wav", np.zeros(4), sr=16000, subtype="MP3ISH")

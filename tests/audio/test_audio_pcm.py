@@ -64,7 +64,7 @@ def test_bytes_survive_round_trip(data):
 
 
 def test_odd_byte_count_is_rejected():
-    with pytest.raises(AudioError, match="even number of bytes.*got 3"):
+    with pytest.raises(AudioError, match=r"even number of bytes.*got 3"):
         pcm16_to_float(b"\x00\x01\x02")
 
 

@@ -33,7 +33,7 @@ def test_mp3_round_trip():
 
 
 def test_unknown_format():
-    with pytest.raises(AudioError, match="unknown audio format 'wav'.*'pcm', 'mp3'"):
+    with pytest.raises(AudioError, match=r"unknown audio format 'wav'.*'pcm', 'mp3'"):
         decode_wire_audio(b"", "wav")
     with pytest.raises(AudioError, match="unknown audio format 'opus'"):
         encode_wire_audio(np.zeros(4), "opus")

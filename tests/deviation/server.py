@@ -435,15 +435,15 @@ class _Connection:
         step = piece_ms * d.alignment_scale / len(chars)
         times = [round(start_ms * d.alignment_scale + i * step, 1) for i in range(len(chars))]
         if d.alignment == "char-first":
-            return [[c, t] for c, t in zip(chars, times)]
+            return [[c, t] for c, t in zip(chars, times, strict=True)]
         if d.alignment == "objects":
-            return [{"char": c, "start_ms": t} for c, t in zip(chars, times)]
+            return [{"char": c, "start_ms": t} for c, t in zip(chars, times, strict=True)]
         if d.alignment == "dict-of-arrays":
             return {"chars": list(chars), "char_start_times_ms": times,
                     "char_durations_ms": [round(step, 1)] * len(chars)}
         if d.alignment == "garbage":
             return "alignment unavailable for this voice"
-        return [[t, c] for c, t in zip(chars, times)]
+        return [[t, c] for c, t in zip(chars, times, strict=True)]
 
     def _pieces(self, message: _Message) -> list[dict[str, Any] | bytes]:
         d = self.d

@@ -140,7 +140,7 @@ def test_session_survives(deviation, tmp_path, caplog):
         table = analysis.turns(load_session(session.log.path).frames)
         offline = table[table["status"] == "complete"]
         assert len(offline) == len(live), f"{len(live)} interactions live, {len(offline)} replayed from the log"
-        for (_, row), record in zip(offline.iterrows(), live):
+        for (_, row), record in zip(offline.iterrows(), live, strict=True):
             assert _norm(str(row["reply_text"] or "")) == _norm(record.reply_text or "")
             for name, value in record.latencies.items():
                 replayed = row[name]

@@ -91,7 +91,7 @@ def test_an_invalid_service_file_names_the_file_and_field(tmp_path, change, mess
 
 
 def test_two_files_with_one_id_or_an_empty_directory_are_errors(tmp_path):
-    with pytest.raises(ServiceError, match="no \\*.json"):
+    with pytest.raises(ServiceError, match=r"no \*.json"):
         load_services(tmp_path)
     for name in ("a.json", "b.json"):
         shutil.copy(DATA / "riverside_clinic.json", tmp_path / name)

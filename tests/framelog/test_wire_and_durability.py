@@ -92,9 +92,9 @@ def test_a_lone_surrogate_is_logged_and_flagged_never_dropped(tmp_path):
 
 def test_local_entries_are_typed(tmp_path):
     log = FrameLog(tmp_path / "s")
-    with pytest.raises(FrameLogError, match="unknown local kind 'playback.exploded'.*register_local_kind"):
+    with pytest.raises(FrameLogError, match=r"unknown local kind 'playback.exploded'.*register_local_kind"):
         log.record_local("playback.exploded")
-    with pytest.raises(FrameLogError, match="for local kind 'playback.progress'"):
+    with pytest.raises(FrameLogError, match=r"for local kind 'playback.progress'"):
         log.record_local("playback.progress", close_code=1000)
     kind = register_local_kind("test.marker", ("message_id",), "a marker a test drops in the log")
     assert LOCAL_KINDS["test.marker"] is kind and "message_id" in kind.fields
@@ -140,7 +140,7 @@ def test_a_folder_holding_one_session_loads_it_and_several_are_named(tmp_path):
     recorded = load_session(demo_out)
     assert recorded.path == demo_out / "session" and recorded.frames["text"].iloc[0] == "hello"
     FrameLog(demo_out / "second").close()
-    with pytest.raises(FrameLogError, match="holds 2 recorded sessions.*second.*session"):
+    with pytest.raises(FrameLogError, match=r"holds 2 recorded sessions.*second.*session"):
         load_session(demo_out)
 
 

@@ -56,7 +56,7 @@ def test_a_full_turn_flows(active):
 
 def test_text_before_initialise_is_local_error_and_state_unchanged():
     conv = p.Conversation(p.Role.CLIENT)
-    with pytest.raises(p.LocalProtocolError, match="allowed now: client.close-connection"):
+    with pytest.raises(p.LocalProtocolError, match=r"allowed now: client.close-connection"):
         conv.send(p.NewTextMessage(text="hi"))
     assert conv.state is p.State.CONNECTED and conv.data_to_send() == []
 
@@ -140,7 +140,7 @@ def test_server_sending_pieces_must_rise_from_zero_and_stop_once(active):
 
 
 def test_server_never_sends_a_frame_with_problems(active):
-    with pytest.raises(p.LocalProtocolError, match="malformed.*transcript_alignment"):
+    with pytest.raises(p.LocalProtocolError, match=r"malformed.*transcript_alignment"):
         active.server.send(p.NewMessage(message="x", sequence_number=0, message_id="m",
                                         transcript_alignment="garbage"))  # type: ignore[arg-type]
 

@@ -510,7 +510,7 @@ def test_interpreter_exit_closes_the_socket_and_the_log(tmp_path):
 
 
 def test_nothing_listening_is_a_clear_error(emulator, tmp_path):
-    with pytest.raises(SessionError, match="could not connect.*is the emulator running"):
+    with pytest.raises(SessionError, match=r"could not connect.*is the emulator running"):
         connect(emulator=emulator, host="127.0.0.1:9", log_dir=tmp_path / "s", timeout=5)
 
 

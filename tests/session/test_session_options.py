@@ -14,9 +14,9 @@ from amigo_lab.session import SessionError
 
 def test_plain_ws_to_a_host_that_is_not_loopback_only_on_purpose(tmp_path):
     # Nothing listens on these hosts: what matters is the URL the session would have used.
-    with pytest.raises(SessionError, match="wss://staging.invalid"):
+    with pytest.raises(SessionError, match=r"wss://staging.invalid"):
         connect("org", "tok", host="staging.invalid:9", start=False, log_dir=tmp_path / "a", timeout=2)
-    with pytest.raises(SessionError, match="ws://staging.invalid"):
+    with pytest.raises(SessionError, match=r"ws://staging.invalid"):
         connect("org", "tok", host="staging.invalid:9", secure=False, start=False, log_dir=tmp_path / "b",
                 timeout=2)
 
@@ -123,7 +123,7 @@ def test_a_background_task_that_fails_says_so_and_the_session_recovers(open_sess
     caplog.set_level(logging.ERROR, logger="amigo_lab.session")
     session = open_session(transport_factory=factory, backoff=Backoff(initial=0.05, maximum=0.3, attempts=6))
     session.greeting.result(10)
-    with pytest.raises(SessionError, match="sender task failed.*ValueError"):
+    with pytest.raises(SessionError, match=r"sender task failed.*ValueError"):
         session.say("FAIL-HERE please").result(10)
     assert any("sender task failed" in r.getMessage() for r in caplog.records)
     # The connection was reset; the session reconnects and the next turn goes through.
