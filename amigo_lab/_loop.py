@@ -146,13 +146,13 @@ class BackgroundLoop:
         return future
 
 
-async def _wind_down(hooks: list[Callable[[], Awaitable[None]]], timeout: float) -> None:
+async def _wind_down(hooks: list[Callable[[], Awaitable[None]]], limit_s: float) -> None:
     if hooks:
         try:
             results = await asyncio.wait_for(
-                asyncio.gather(*(hook() for hook in hooks), return_exceptions=True), timeout)
+                asyncio.gather(*(hook() for hook in hooks), return_exceptions=True), limit_s)
         except TimeoutError:
-            logger.warning("shutdown hooks did not finish within %.1f s; cancelling them", timeout)
+            logger.warning("shutdown hooks did not finish within %.1f s; cancelling them", limit_s)
             results = []
         for result in results:
             if isinstance(result, BaseException):
@@ -162,7 +162,7 @@ async def _wind_down(hooks: list[Callable[[], Awaitable[None]]], timeout: float)
     for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
+        await asyncio.wait(tasks, timeout=limit_s)
 
 
 _shared = BackgroundLoop()

@@ -71,7 +71,8 @@ def _levels(text: str) -> list[int]:
     try:
         levels = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers of callers separated by commas, e.g. 1,4,8; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected numbers of callers separated by commas, e.g. 1,4,8; got {text!r}") from None
     if not levels or min(levels) < 1:
         raise argparse.ArgumentTypeError(f"every level must be at least 1 caller, got {text!r}")
     return levels
@@ -103,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
 def _run_summary(result) -> str:
     lines = []
     for name, scenario in result.summary["scenarios"].items():
-        lines.append(f"{'PASS' if scenario['passed'] else 'FAIL'}  {name}  ({scenario['runs']} runs, {scenario['source']})")
+        verdict = "PASS" if scenario["passed"] else "FAIL"
+        lines.append(f"{verdict}  {name}  ({scenario['runs']} runs, {scenario['source']})")
         for e in scenario["expectations"]:
             if not e["passed"]:
                 lines.append(f"      step {e['step']} line {e['line']}: {e['expectation']}: failed in "

@@ -92,7 +92,8 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
                            .result(timeout=120))
 
             with steps.step(f"slow tool with a filler: {SLOW_TOOL_REQUEST!r}"):
-                reply = session.send_audio(speech(SLOW_TOOL_REQUEST), sr=SAMPLE_RATE, realtime=realtime).result(timeout=120)
+                reply = session.send_audio(speech(SLOW_TOOL_REQUEST), sr=SAMPLE_RATE,
+                                           realtime=realtime).result(timeout=120)
                 steps.said(reply, extra=f"filler {reply.filler_text!r}" if reply.filler_text else "no filler")
 
             with steps.step(f"external event: {EXTERNAL_EVENT!r}"):
@@ -182,8 +183,9 @@ def _write_outputs(out: Path, session_dir: Path) -> DemoResult:
 
 
 def _format_turns(table) -> str:
-    columns = [c for c in ("user_kind", "transcript", "reply_text", "latency_first_audio_ms", "latency_first_answer_audio_ms",
-                           "latency_complete_ms", "interrupted", "user_language", "agent_language")
+    columns = [c for c in ("user_kind", "transcript", "reply_text", "latency_first_audio_ms",
+                           "latency_first_answer_audio_ms", "latency_complete_ms", "interrupted", "user_language",
+                           "agent_language")
                if c in table.columns]
     view = table[columns].copy()
     for column in ("transcript", "reply_text"):

@@ -112,8 +112,8 @@ def main() -> None:
     with EmulatorProcess() as emulator, tempfile.TemporaryDirectory() as log_dir:
         tracemalloc.start()
         session = amigo_lab.connect(DEFAULT_ORG, DEFAULT_TOKEN, host=f"127.0.0.1:{emulator.port}",
-                                    service_id=DEFAULT_SERVICE_ID, response_format="voice", audio_format="pcm", log_dir=log_dir,
-                                    response_timeout=None)
+                                    service_id=DEFAULT_SERVICE_ID, response_format="voice", audio_format="pcm",
+                                    log_dir=log_dir, response_timeout=None)
         session.greeting.result(60)
         session.vad(True)
         started = time.monotonic()

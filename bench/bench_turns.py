@@ -8,8 +8,9 @@ pieces, an answer of 20 pieces of 160 ms with alignments, interaction-complete) 
 piece. ``analysis.turns`` replays it through the protocol's interaction fold. The anchor is the least any
 analysis of the log must do: ``DataFrame.to_dict("records")`` of the same table (one pass that touches every
 row). Each length is measured twice: without the ``wire`` column (frames rebuilt from the columns) and with
-it (frames parsed from the verbatim wire text, as a real log has). Figures: seconds for ``turns()``, seconds for the anchor, their ratio, and microseconds per row; the
-per-row cost staying flat from the shortest to the longest session is the linearity claim.
+it (frames parsed from the verbatim wire text, as a real log has). Figures: seconds for ``turns()``, seconds for
+the anchor, their ratio, and microseconds per row; the per-row cost staying flat from the shortest to the longest
+session is the linearity claim.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def main() -> None:
         for wire in (False, True):
             log = session_log(minutes, wire=wire)
             table = analysis.turns(log)
-            seconds = best_of(args.repeat, lambda: analysis.turns(log))
-            anchor = best_of(args.repeat, lambda: log.to_dict("records"))
+            seconds = best_of(args.repeat, lambda log=log: analysis.turns(log))
+            anchor = best_of(args.repeat, lambda log=log: log.to_dict("records"))
             print(f"{minutes:>7} {'yes' if wire else 'no':>5} {len(log):>9} {len(table):>6} {seconds:>10.3f} "
                   f"{anchor:>9.3f} {seconds / anchor:>6.2f} {seconds / len(log) * 1e6:>7.2f}")
 

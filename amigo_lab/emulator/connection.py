@@ -178,10 +178,10 @@ class _Link:
         self._last_due = due
         self._queue.put_nowait((due, text))
 
-    async def drain(self, *, timeout: float) -> None:
-        """Wait until every text put so far is written (or ``timeout`` s, or the socket closes)."""
+    async def drain(self, *, timeout_s: float) -> None:
+        """Wait until every text put so far is written (or ``timeout_s`` seconds, or the socket closes)."""
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.join(), timeout_s)
         except TimeoutError:
             pass
 
@@ -693,7 +693,7 @@ class Connection:
     async def _close_after_link(self, code: int, reason: str) -> None:
         """Close once the frames still on the simulated link are delivered (they were sent before)."""
         if self._link is not None:
-            await self._link.drain(timeout=self._limits.close_timeout_s)
+            await self._link.drain(timeout_s=self._limits.close_timeout_s)
         await self.ws.close(code, reason)
 
     def _release(self) -> None:

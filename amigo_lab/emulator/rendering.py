@@ -60,7 +60,8 @@ class RenderedSpeech:
     @property
     def size_bytes(self) -> int:
         """Roughly what this rendering holds in memory: its audio, texts and alignment pairs."""
-        return sum(len(p.audio) + 2 * len(p.text) + 64 * len(p.alignment) + 200 for p in self.pieces) + 2 * len(self.text)
+        pieces = sum(len(p.audio) + 2 * len(p.text) + 64 * len(p.alignment) + 200 for p in self.pieces)
+        return pieces + 2 * len(self.text)
 
 
 def text_pieces(text: str, *, words: int = TEXT_PIECE_WORDS) -> list[str]:
@@ -187,5 +188,5 @@ class SpeechCache:
 #: The cache every emulator in this process shares.
 SHARED_SPEECH_CACHE = SpeechCache()
 
-__all__ = ["SHARED_SPEECH_CACHE", "SPEECH_CACHE_BYTES", "SPEECH_CACHE_ENTRIES", "TEXT_PIECE_WORDS", "AudioPiece", "RenderedSpeech",
-           "SpeechCache", "render_speech", "text_pieces"]
+__all__ = ["SHARED_SPEECH_CACHE", "SPEECH_CACHE_BYTES", "SPEECH_CACHE_ENTRIES", "TEXT_PIECE_WORDS", "AudioPiece",
+           "RenderedSpeech", "SpeechCache", "render_speech", "text_pieces"]

@@ -174,5 +174,5 @@ class Runtime:
         }
 
 
-__all__ = ["FILLER_AFTER_S", "MAX_AUDIO_AHEAD_S", "MAX_EVENT_CHARS", "MAX_TEXT_CHARS", "MAX_UTTERANCE_S", "SLOW_TOOL_S", "Counters", "Limits", "LoopLag",
-           "Runtime"]
+__all__ = ["FILLER_AFTER_S", "MAX_AUDIO_AHEAD_S", "MAX_EVENT_CHARS", "MAX_TEXT_CHARS", "MAX_UTTERANCE_S", "SLOW_TOOL_S",
+           "Counters", "Limits", "LoopLag", "Runtime"]

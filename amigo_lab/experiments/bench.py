@@ -150,7 +150,8 @@ class BenchResult:
             "backchannels": self.backchannels.to_dict("records"),
             "false_barge_in_rate": float(self.backchannels["measured_rate"].mean()) if len(self.backchannels) else None,
             "agent_yields_ms_p50": float(np.percentile(yields, 50)) if yields.size else None,
-            "talk_over_ms_p50": float(self.barge_ins["talk_over_ms"].astype(float).median()) if len(self.barge_ins) else None,
+            "talk_over_ms_p50": (float(self.barge_ins["talk_over_ms"].astype(float).median())
+                                 if len(self.barge_ins) else None),
             "response_gap_ms_p50": float(np.percentile(gaps, 50)) if gaps.size else None,
             "human_gap_ms": HUMAN_GAP_MS,
             "matches_prediction": self.matches_prediction,
@@ -161,10 +162,12 @@ class BenchResult:
         s = self.summary()
         lines = ["false cut-offs by pause length (measured / predicted by the VAD rules):"]
         for lang, part in self.pauses.groupby("language", sort=False):
-            cells = "  ".join(f"{int(r.pause_ms)}:{r.measured_rate:.0%}/{r.predicted_rate:.0%}" for r in part.itertuples())
+            cells = "  ".join(f"{int(r.pause_ms)}:{r.measured_rate:.0%}/{r.predicted_rate:.0%}"
+                              for r in part.itertuples())
             lines.append(f"  {lang}  {cells}")
         if len(self.bursts):
-            cells = "  ".join(f"{int(r.burst_ms)}:{r.measured_rate:.0%}/{r.predicted_rate:.0%}" for r in self.bursts.itertuples())
+            cells = "  ".join(f"{int(r.burst_ms)}:{r.measured_rate:.0%}/{r.predicted_rate:.0%}"
+                              for r in self.bursts.itertuples())
             lines.append(f"short sounds taken as a turn (ms: measured/predicted): {cells}")
         if s["false_barge_in_rate"] is not None:
             lines.append(f"false barge-ins on backchannels: {s['false_barge_in_rate']:.0%}")
@@ -204,7 +207,8 @@ def turn_taking_bench(*, out: str | os.PathLike[str] | None = None, languages: S
 
     unknown = [lang for lang in languages if lang not in SENTENCES]
     if unknown or not languages:
-        raise ExperimentError(f"unsupported bench language(s) {unknown or '(none)'}; choose from {', '.join(SENTENCES)}")
+        raise ExperimentError(f"unsupported bench language(s) {unknown or '(none)'}; "
+                              f"choose from {', '.join(SENTENCES)}")
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="amigo-bench-"))
     scenarios_dir = root / "scenarios"
     scenarios_dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +313,8 @@ def _tables(root: Path, experiments: dict[str, Any], predictions: dict[tuple[str
                              "human_gap_ms": HUMAN_GAP_MS})
     result = BenchResult(
         out=root,
-        pauses=pd.DataFrame(pauses, columns=["language", "pause_ms", "runs", "cut_offs", "measured_rate", "predicted_rate"]),
+        pauses=pd.DataFrame(pauses, columns=["language", "pause_ms", "runs", "cut_offs", "measured_rate",
+                                             "predicted_rate"]),
         bursts=pd.DataFrame(bursts, columns=["burst_ms", "runs", "measured_rate", "predicted_rate"]),
         backchannels=pd.DataFrame(talks, columns=["language", "word", "runs", "measured_rate", "predicted_rate"]),
         barge_ins=pd.DataFrame(barges, columns=["language", "run", "agent_yields_ms", "talk_over_ms", "yielded"]),
@@ -357,13 +362,16 @@ def _write_report(result: BenchResult) -> None:
     gaps.add_vline(x=HUMAN_GAP_MS, line_dash="dash", annotation_text="human norm ~200 ms")
     gaps.update_layout(title="Response gap after a completed turn (latency_first_audio_ms)", height=300)
     barge = go.Figure()
-    barge.add_trace(go.Box(y=result.barge_ins["agent_yields_ms"].astype(float), name="agent_yields_ms", boxpoints="all"))
+    barge.add_trace(go.Box(y=result.barge_ins["agent_yields_ms"].astype(float), name="agent_yields_ms",
+                           boxpoints="all"))
     barge.add_trace(go.Box(y=result.barge_ins["talk_over_ms"].astype(float), name="talk_over_ms", boxpoints="all"))
     barge.update_layout(title="Real barge-ins (ms)", height=320)
     sections = [
-        ("Pauses: false cut-offs", figures.add(curve) + _table(result.pauses.to_dict("records"), list(result.pauses.columns))),
+        ("Pauses: false cut-offs",
+         figures.add(curve) + _table(result.pauses.to_dict("records"), list(result.pauses.columns))),
         ("Short sounds", figures.add(bursts) + _table(result.bursts.to_dict("records"), list(result.bursts.columns))),
-        ("Backchannels: false barge-ins", _table(result.backchannels.to_dict("records"), list(result.backchannels.columns))),
+        ("Backchannels: false barge-ins",
+         _table(result.backchannels.to_dict("records"), list(result.backchannels.columns))),
         ("Barge-ins", figures.add(barge) + _table(result.barge_ins.to_dict("records"), list(result.barge_ins.columns))),
         ("Response gap", figures.add(gaps) + _table(result.gaps.to_dict("records"), list(result.gaps.columns))),
     ]

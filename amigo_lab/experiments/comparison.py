@@ -148,7 +148,8 @@ def _mode(values: pd.Series) -> str | None:
 
 def _pass_rate(rows: pd.DataFrame, checks: list[str]) -> float:
     cells = rows[checks].to_numpy().ravel() if checks and len(rows) else np.array([])
-    known = [bool(c) for c in cells if c is not pd.NA and c is not None and not (isinstance(c, float) and math.isnan(c))]
+    known = [bool(c) for c in cells
+             if c is not pd.NA and c is not None and not (isinstance(c, float) and math.isnan(c))]
     return float(np.mean(known)) if known else math.nan
 
 

@@ -52,7 +52,8 @@ logger = logging.getLogger("amigo_lab.experiments")
 
 __all__ = ["ExperimentError", "ExperimentResult", "analyse_session", "load_experiment", "load_scenarios", "run"]
 
-RESULTS_FILE, CHECKS_FILE, SUMMARY_FILE, REPORT_FILE = "results.parquet", "checks.parquet", "summary.json", "report.html"
+RESULTS_FILE, CHECKS_FILE = "results.parquet", "checks.parquet"
+SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 SESSIONS_DIR, TURNS_DIR = "sessions", "turns"
 #: Percentiles reported for every metric.
 PERCENTILES = (50, 90, 95)

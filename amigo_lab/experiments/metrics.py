@@ -93,7 +93,8 @@ def run_rows(turns: pd.DataFrame, steps: dict[str, Any], vad: pd.DataFrame | Non
     table["primary"] = last.astype(bool)
     table["vad_speech"] = pd.array([vad_speech.get(s, 0) if s >= 0 else 0 for s in table["step"]], dtype="int64")
     table["vad_resets"] = pd.array([vad_resets.get(s, 0) if s >= 0 else 0 for s in table["step"]], dtype="int64")
-    rows_per_step = table.groupby("step")["user_kind"].transform(lambda kinds: int(kinds.isin(["voice", "audio"]).sum()))
+    rows_per_step = table.groupby("step")["user_kind"].transform(
+        lambda kinds: int(kinds.isin(["voice", "audio"]).sum()))
     # The server ended the turn more than once while this step's speech streamed: a cut-off. The VAD's own
     # count sees it even when the server answered only the last part.
     table["cut_off"] = ((table["vad_speech"] > 1) | (rows_per_step > 1)) & (
@@ -117,7 +118,8 @@ def run_rows(turns: pd.DataFrame, steps: dict[str, Any], vad: pd.DataFrame | Non
         end = _first_number(table.at[i, "vad_end_t"], table.at[i, "user_end_t"])
         agent_start = _first_number(reply["first_audio_t"], reply["first_text_t"])
         agent_end = float(reply["complete_t"]) if pd.notna(reply["complete_t"]) else math.nan
-        if pd.notna(reply["interrupted"]) and bool(reply["interrupted"]) and not math.isnan(start) and not math.isnan(agent_end):
+        interrupted = pd.notna(reply["interrupted"]) and bool(reply["interrupted"])
+        if interrupted and not math.isnan(start) and not math.isnan(agent_end):
             table.at[i, "agent_yields_ms"] = round((agent_end - start) * 1000.0, 3)
         if not any(math.isnan(x) for x in (start, end, agent_start, agent_end)):
             table.at[i, "talk_over_ms"] = round(max(0.0, min(end, agent_end) - max(start, agent_start)) * 1000, 3)

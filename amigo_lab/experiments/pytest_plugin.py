@@ -98,7 +98,7 @@ class ExpectationItem(pytest.Item):
         checks = result.checks
         mine = checks[(checks["step"] == self.expectation.step) & (checks["key"] == self.expectation.key)]
         if self.expectation.value is not None and isinstance(self.expectation.value, dict):
-            labels = [l for l in mine["expectation"].unique() if l.startswith(self.expectation.key)]
+            labels = [label for label in mine["expectation"].unique() if label.startswith(self.expectation.key)]
             mine = mine[mine["expectation"].isin(labels)]
         failed = mine[~mine["passed"].astype(bool)]
         if len(failed):

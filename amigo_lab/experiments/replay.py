@@ -48,7 +48,8 @@ def _user_items(frames: pd.DataFrame) -> list[dict[str, Any]]:
                 continue
             ms = float(row.audio_ms) if pd.notna(row.audio_ms) else 0.0
             if audio is None or row.t - audio["last_t"] > AUDIO_GAP_S + audio["last_ms"] / 1000.0:
-                audio = {"kind": "audio", "t": float(row.t), "last_t": float(row.t), "last_ms": ms, "end_t": float(row.t) + ms / 1000}
+                audio = {"kind": "audio", "t": float(row.t), "last_t": float(row.t), "last_ms": ms,
+                         "end_t": float(row.t) + ms / 1000}
                 items.append(audio)
             audio["last_t"], audio["last_ms"] = float(row.t), ms
             audio["end_t"] = max(audio["end_t"], float(row.t) + ms / 1000.0)
@@ -141,4 +142,6 @@ def replay_session(session_dir: str | os.PathLike[str], *, out: str | os.PathLik
 
 def _greeting_end(table: pd.DataFrame) -> float:
     greeting = table[table["user_kind"] == "greeting"]
-    return float(greeting["complete_t"].iloc[0]) if len(greeting) and pd.notna(greeting["complete_t"].iloc[0]) else math.nan
+    if len(greeting) and pd.notna(greeting["complete_t"].iloc[0]):
+        return float(greeting["complete_t"].iloc[0])
+    return math.nan

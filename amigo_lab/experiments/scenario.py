@@ -322,7 +322,8 @@ class _Builder:
             return None
         return value
 
-    def number(self, value: Any, path: tuple[Any, ...], *, low: float = 0.0, what: str = "a number of ms") -> float | None:
+    def number(self, value: Any, path: tuple[Any, ...], *, low: float = 0.0,
+               what: str = "a number of ms") -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.bad(path, f"expected {what}, got {_kind(value)}")
             return None

@@ -100,6 +100,7 @@ from amigo_lab.session.transport import (
 from amigo_lab.session.turns import Reply, Turn
 
 __all__ = [
-    "LIFECYCLE", "Backoff", "ConnectionClosedError", "Event", "Reply", "ResponseTimeoutError", "Session", "SessionError", "SessionState", "Transport",
-    "TransportFactory", "Turn", "TurnError", "WebSocketTransport", "open_websocket",
+    "LIFECYCLE", "Backoff", "ConnectionClosedError", "Event", "Reply", "ResponseTimeoutError", "Session",
+    "SessionError", "SessionState", "Transport", "TransportFactory", "Turn", "TurnError", "WebSocketTransport",
+    "open_websocket",
 ]

@@ -6,7 +6,8 @@ import amigo_lab.analysis as aa
 
 PINNED = [
     "LATENCY_METRICS", "UNDETERMINED", "AnalysisError", "detect_language", "language_figure", "languages",
-    "latency_by_language", "latency_definition", "latency_summary", "load_sessions", "reference_vad_segments", "silence_gap_latency",
+    "latency_by_language", "latency_definition", "latency_summary", "load_sessions", "reference_vad_segments",
+    "silence_gap_latency",
     "spectrogram", "spectrogram_figure", "summary_many", "turns", "turns_many", "vad_segments", "vad_timeline",
     "write_report",
 ]

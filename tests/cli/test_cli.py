@@ -40,7 +40,7 @@ def test_emulator_prints_its_url_and_serves_until_stopped():
         ws.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

@@ -26,7 +26,7 @@ def demo(tmp_path_factory):
 
 
 def test_every_step_reports_progress_and_the_turn_table_is_printed(demo):
-    result, lines = demo
+    _result, lines = demo
     text = "\n".join(lines)
     for n in range(1, 11):
         assert f"[{n}/10]" in text

@@ -100,7 +100,8 @@ DEVIATION_LIST: list[D] = [
     D("black-hole", "the link swallows everything after the greeting, pings included", scenario=_RECONNECT,
       black_hole_after_greeting=True, connect=(("response_timeout", 2.0),), expect_fail=(("say1", "no answer"),)),
     D("silence-after-user-message", "user-message-available, then nothing", scenario=_RECONNECT,
-      silence_after_user_message=True, connect=(("response_timeout", 2.0),), expect_fail=(("say1", "interaction-complete"),)),
+      silence_after_user_message=True, connect=(("response_timeout", 2.0),),
+      expect_fail=(("say1", "interaction-complete"),)),
     D("finish-ignored", "finish-conversation is never answered and the socket stays open", scenario="finish",
       finish_ignored=True, connect=(("response_timeout", 2.0),)),
 ]

@@ -149,7 +149,8 @@ def test_session_survives(deviation, tmp_path, caplog):
                 else:
                     assert replayed == pytest.approx(value, abs=0.01), name
         # And the report of the same log: every section renders, the reply's text and audio players in it.
-        page = analysis.write_report(session.log.path, tmp_path / "report.html", progress=False).read_text(encoding="utf-8")
+        report = analysis.write_report(session.log.path, tmp_path / "report.html", progress=False)
+        page = report.read_text(encoding="utf-8")
         for record in live:
             if record.reply_text and record.reply_text.strip():
                 shown = html.escape(" ".join(record.reply_text.split())[:40])
@@ -177,7 +178,7 @@ def test_the_token_reaches_no_log_record_at_debug(name, tmp_path, caplog):
             if session.state not in ("closed", "failed"):
                 session._discard()
     for turn in turns.values():
-        status, value = _outcome(turn)
+        _status, value = _outcome(turn)
         assert TOKEN not in repr(value) and TOKEN not in str(value)
     assert TOKEN not in repr(session)
     client_records = [r for r in caplog.records if not r.name.startswith("websockets.server")]

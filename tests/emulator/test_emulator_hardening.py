@@ -241,8 +241,9 @@ def test_a_stalled_server_does_not_close_a_client_that_kept_the_rate_but_a_flood
             await asyncio.sleep(3.0)
             flood = threading.Thread(target=flooder, args=(emu.port,))
             flood.start()
-            while mic.is_alive() or flood.is_alive():
-                await asyncio.sleep(0.05)
+            # Joined off the loop, which keeps serving both clients meanwhile.
+            await asyncio.to_thread(mic.join)
+            await asyncio.to_thread(flood.join)
 
     asyncio.run(scenario())
     assert isinstance(outcome["mic"], list), outcome["mic"]  # still open, nothing but silence came back

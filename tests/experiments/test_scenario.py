@@ -31,7 +31,8 @@ def test_the_example_file_loads_with_every_step_kind():
 
 
 def test_short_latency_names_map_to_the_fold_names():
-    scenario = parse_scenario("turns:\n  - say: hi\n    expect: {first_answer_audio_ms: 900, vad_latency_first_audio_ms: {p90_max: 2}}\n")
+    scenario = parse_scenario("turns:\n  - say: hi\n"
+                              "    expect: {first_answer_audio_ms: 900, vad_latency_first_audio_ms: {p90_max: 2}}\n")
     keys = {e.key: e.value for e in scenario.steps[0].expect}
     assert keys == {"latency_first_answer_audio_ms": {"max": 900.0}, "vad_latency_first_audio_ms": {"p90_max": 2.0}}
     assert set(keys) <= set(LATENCY_NAMES)
@@ -87,7 +88,8 @@ def test_a_barge_in_needs_something_before_it_and_something_to_say():
 
 
 def test_a_pause_is_placed_after_a_word_of_the_sentence():
-    scenario = parse_scenario("turns:\n  - speak: what is your address\n    pause_inside_ms: 700\n    pause_after_word: 3\n")
+    scenario = parse_scenario("turns:\n  - speak: what is your address\n"
+                              "    pause_inside_ms: 700\n    pause_after_word: 3\n")
     step = scenario.steps[0]
     assert (step.pause_inside_ms, step.pause_after_word) == (700.0, 3)
     found = problems("turns:\n  - speak: hello there\n    pause_inside_ms: 700\n    pause_after_word: 5\n")

@@ -190,7 +190,8 @@ def test_long_problem_values_are_shortened():
 
 @pytest.mark.parametrize("extra, rate", [
     ({}, None), ({"sample_rate": 24000}, 24000), ({"sampleRate": "8000"}, 8000), ({"sample_rate_hz": 22050.0}, 22050),
-    ({"output_format": "pcm_24000"}, 24000), ({"encoding": "LINEAR16-16000"}, 16000), ({"format": "mp3_44100_128"}, None),
+    ({"output_format": "pcm_24000"}, 24000), ({"encoding": "LINEAR16-16000"}, 16000),
+    ({"format": "mp3_44100_128"}, None),
     ({"sample_rate": True}, None), ({"sample_rate": -1}, None), ({"sample_rate": "fast"}, None),
     ({"sample_rate": 0.5}, None), ({"audio_format": 24000}, None),
 ])

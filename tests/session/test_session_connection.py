@@ -147,7 +147,8 @@ def test_agent_failure_is_a_turn_error_then_a_reconnect(tmp_path):
             with pytest.raises(TurnError) as caught:
                 session.say("please explode").result(10)
             assert caught.value.http_error_code == 500
-            wait_for(lambda: session.state == "active" and "server.conversation-continued" in set(session.frames["type"]))
+            wait_for(lambda: session.state == "active"
+                     and "server.conversation-continued" in set(session.frames["type"]))
             assert session.conversation_id == conversation
             assert session.say("hello again").result(10).text == "You said hello again"
             closed = session.frames.query("type == 'connection.closed'")
@@ -229,7 +230,8 @@ def test_a_blocking_cell_does_not_stall_reception(realtime_emulator, tmp_path):
         before = session.log.now()
         time.sleep(2.0)  # blocks this thread, as a long computation in a cell would
         after = session.log.now()
-        received = session.frames.query("type == 'server.new-message' and t > @before and t < @after")
+        frames = session.frames
+        received = frames[(frames["type"] == "server.new-message") & (frames["t"] > before) & (frames["t"] < after)]
         assert len(received) >= 5
         assert received["t"].max() - received["t"].min() >= 0.8  # spread over the sleep, not bunched after it
     finally:
@@ -264,7 +266,8 @@ def realtime_emulator():
     """Agent audio paced like the real service; the agent answers "Sure." to keep the tests short."""
     from amigo_lab.emulator import Emulator
 
-    with Emulator(realtime=True, agent=lambda turn: "Sure.", tokens={f"live-{n}": f"live-user-{n}" for n in range(4)}) as emu:
+    tokens = {f"live-{n}": f"live-user-{n}" for n in range(4)}
+    with Emulator(realtime=True, agent=lambda turn: "Sure.", tokens=tokens) as emu:
         yield emu
 
 

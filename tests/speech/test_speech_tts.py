@@ -64,7 +64,8 @@ def test_alignment_covers_every_character_in_order(synthesizer, language):
 
 def test_alignment_follows_the_words(synthesizer):
     speech = synthesizer.synthesize("one two three four five six")
-    word_starts = [ms for (ms, char), (_, before) in zip(speech.alignment[1:], speech.alignment, strict=False) if before == " "]
+    pairs = zip(speech.alignment[1:], speech.alignment, strict=False)
+    word_starts = [ms for (ms, char), (_, before) in pairs if before == " "]
     assert len(word_starts) == 5
     assert all(a < b for a, b in itertools.pairwise(word_starts))
     space_ms = [ms for ms, char in speech.alignment if char == " "]
