@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from amigo_lab.audio import SAMPLE_RATE, pcm16_to_float, write_wav
+
+if TYPE_CHECKING:
+    import pandas
 
 #: What the user says or types at each step, in order. Spoken lines are synthesized English speech.
 SPOKEN_QUESTION = "what are your opening hours"
@@ -39,7 +43,7 @@ class DemoResult:
     out: Path
     session_dir: Path
     report: Path
-    turns: pandas.DataFrame  # noqa: F821  (a string, so importing this module does not import pandas)
+    turns: pandas.DataFrame  # a string, so importing this module does not import pandas
 
 
 def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtime: bool = True,
@@ -75,6 +79,7 @@ def run_demo(out: Path | str = "demo-out", *, token: str = "demo-token", realtim
                           response_format="voice", audio_format="pcm", log_dir=session_dir, emulator=emu)
         try:
             with steps.step("greeting"):
+                assert session.greeting is not None  # connect() starts the conversation, greeting included
                 steps.said(session.greeting.result(timeout=60))
                 session.extend_timeout()  # what an idle client sends to keep the conversation open
 

@@ -330,6 +330,7 @@ class AmigoMagics(Magics):
                 _close_quietly(old, finish=True)
         self.session, self._key = session, key
         self._retire_panel_session(session)
+        assert self.shell is not None  # magics are only ever registered on a running shell
         self.shell.push({SESSION_VARIABLE: session})
         print(f"connected: conversation {session.conversation_id}")
         greeting = session.greeting
@@ -443,6 +444,7 @@ class AmigoMagics(Magics):
     def _current(self) -> Any:
         if self.session is None and self.panel is not None and self.panel.session is not None:
             self.session = self.panel.session       # connected from the panel's button
+            assert self.shell is not None  # magics are only ever registered on a running shell
             self.shell.push({SESSION_VARIABLE: self.session})
         return self.session
 

@@ -491,7 +491,7 @@ def _png(rgb: np.ndarray) -> bytes:
 def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, segments: pd.DataFrame) -> str:
     duration = max(len(user), len(agent)) / _SR
     axis = _Axis(duration)
-    tracks = []
+    tracks: list[tuple[str, np.ndarray, np.ndarray | None]] = []
     peak = _FLOOR_DB
     for name, track in (("user (sent)", user), ("agent (received)", agent)):
         if len(track):
@@ -508,13 +508,13 @@ def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, s
     low = max(_FLOOR_DB, peak - _RANGE_DB)
     band_h, top, gap = 120, 8, 26
     body = []
-    for i, (name, track, s_db) in enumerate(tracks):
+    for i, (name, track, levels) in enumerate(tracks):
         y = top + i * (band_h + gap)
         body.append(f"<text x='{_LEFT - 8}' y='{y + band_h / 2}' text-anchor='end'>{name}</text>")
-        if s_db is None:
+        if levels is None:
             body.append(f"<text x='{_LEFT + 10}' y='{y + band_h / 2}'>no audio</text>")
             continue
-        scaled = np.clip((s_db - low) / max(peak - low, 1e-6), 0, 1)
+        scaled = np.clip((levels - low) / max(peak - low, 1e-6), 0, 1)
         rgb = _LUT[(scaled[::-1] * 255).astype(np.uint8)]  # low frequencies at the bottom
         data = base64.b64encode(_png(np.ascontiguousarray(rgb))).decode("ascii")
         width = axis.x(len(track) / _SR) - _LEFT

@@ -32,7 +32,7 @@ _FLOOR_DB = -100.0
 _DISPLAY_RANGE_DB = 80.0
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     # The Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above.
     hz = np.asarray(hz, dtype=np.float64)
     mel = hz / _F_SP
@@ -275,6 +275,7 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
         later = starts[i + 1:][~np.isnan(starts[i + 1:])]
         until = later.min() if len(later) else math.inf
         user_end = agent_start = math.nan
+        note: str | None
         if pace(row.user_start_t, row.user_end_t) < _REAL_TIME_PACE:
             note = "audio uploaded faster than real time"
         else:

@@ -176,7 +176,7 @@ class Emulator:
 
     # --- running on a background thread --------------------------------------------------------------------
 
-    def start(self) -> Emulator:
+    def start(self) -> Self:
         """Serve on a background thread with its own event loop; return once listening. Next: :meth:`url`."""
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the emulator is already running")

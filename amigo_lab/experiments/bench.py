@@ -109,7 +109,9 @@ def _burst(ms: float) -> np.ndarray:
     from amigo_lab.audio import SAMPLE_RATE
 
     t = np.arange(int(SAMPLE_RATE * ms / 1000.0)) / SAMPLE_RATE
-    tone = sum(np.sin(2 * np.pi * 140.0 * k * t) / k for k in range(1, 20))
+    tone = np.zeros_like(t)
+    for k in range(1, 20):
+        tone = tone + np.sin(2 * np.pi * 140.0 * k * t) / k
     tone = 0.3 * tone / max(float(np.max(np.abs(tone))), 1e-9) if t.size else tone
     pad = np.zeros(SAMPLE_RATE // 4, np.float32)
     return np.concatenate([pad, np.asarray(tone, np.float32), pad])

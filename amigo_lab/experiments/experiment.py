@@ -75,7 +75,8 @@ def load_scenarios(sources: str | os.PathLike[str] | Scenario | Iterable[str | o
     items = [sources] if isinstance(sources, (str, os.PathLike, Scenario)) else list(sources)
     if not items:
         raise ExperimentError("no scenario given; pass a scenario .yaml file (see data/scenarios/)")
-    scenarios, problems = [], []
+    scenarios: list[Scenario] = []
+    problems: list[tuple[str, int | None, str, str]] = []
     for item in items:
         if isinstance(item, Scenario):
             scenarios.append(item)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def read_steps(session_dir: str | Path) -> dict[str, Any]:
+def read_steps(session_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The steps.json the runner wrote into a session folder."""
     return json.loads((Path(session_dir) / STEPS_FILE).read_text(encoding="utf-8"))

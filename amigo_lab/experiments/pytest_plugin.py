@@ -73,7 +73,8 @@ class ScenarioItem(pytest.Item):
     """A whole scenario: passes when every expectation held in every run."""
 
     def runtest(self) -> None:
-        result = self.parent.result()  # type: ignore[attr-defined]
+        assert isinstance(self.parent, ScenarioFile)  # collect() makes every item a child of its file
+        result = self.parent.result()
         if not result.passed:
             raise ScenarioFailed(explain(result, result.failures()))
 
@@ -94,7 +95,8 @@ class ExpectationItem(pytest.Item):
         self.expectation = expectation
 
     def runtest(self) -> None:
-        result = self.parent.result()  # type: ignore[attr-defined]
+        assert isinstance(self.parent, ScenarioFile)  # collect() makes every item a child of its file
+        result = self.parent.result()
         checks = result.checks
         mine = checks[(checks["step"] == self.expectation.step) & (checks["key"] == self.expectation.key)]
         if self.expectation.value is not None and isinstance(self.expectation.value, dict):
@@ -117,7 +119,7 @@ class ExpectationItem(pytest.Item):
 def explain(result: Any, failed: Any, *, frames_per_turn: int = 30) -> str:
     """A failure's text: each failed check (file:line, expectation, measured, detail) and its turn's frames."""
     lines = []
-    shown: set[tuple[str, int]] = set()
+    shown: set[tuple[str, int, int]] = set()
     for check in failed.itertuples():
         run = "over all runs" if check.run < 0 else f"run {check.run}"
         lines.append(f"{check.source}:{check.line}: step {check.step}: expected {check.expectation} ({run}); "

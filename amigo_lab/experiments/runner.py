@@ -221,6 +221,7 @@ def run_scenario_once(scenario: Scenario, session_dir: str | os.PathLike[str], *
         session = connect(log_dir=folder, timeout=scenario.timeout_s, **options)
         if not scenario.realtime and any(s.index in audio for s in scenario.steps):
             session.log.update_meta(fast=True)  # the report then says its timings are not real time
+        assert session.greeting is not None  # connect() starts the conversation, greeting included
         session.greeting.exception(timeout=scenario.timeout_s)
         if scenario.vad and any(s.index in audio for s in scenario.steps):
             session.vad(True)

@@ -151,7 +151,7 @@ class LatencyWaterfall(anywidget.AnyWidget):
             rows = [self._records[i] for i in sorted(self._records)]
             counted = [latencies for kind, status, latencies in self._stats.values()
                        if status == "completed" and (self.include_greeting or kind != "greeting")]
-        summary = {name: _percentiles([lat[name] for lat in counted if lat.get(name) is not None])
+        summary = {name: _percentiles([value for lat in counted if (value := lat.get(name)) is not None])
                    for name in LATENCIES}
         with self.hold_sync():
             self.turns = rows
