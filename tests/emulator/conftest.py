@@ -1,4 +1,4 @@
-"""Fixtures for the emulator tests: a fresh emulator per test, clients, and synthesized English speech."""
+"""Fixtures for the emulator tests: a fresh emulator per test, wire clients, and synthesized English speech."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from collections.abc import Callable
 import pytest
 from emulator_wire import WireClient
 
-from amigo_lab.emulator import Emulator
-
 
 @pytest.fixture
-def emulator():
-    """A fresh emulator per test (conversations and rate limits are per emulator), not paced."""
-    with Emulator(realtime=False) as emu:
-        yield emu
+def emulator(fresh_emulator):
+    """Here ``emulator`` is a fresh one per test (tests/conftest.py): conversations and rate limits are per
+    emulator, and these tests check them."""
+    return fresh_emulator
 
 
 @pytest.fixture

@@ -1,18 +1,8 @@
-"""Shared pieces of the experiments tests: one emulator for the module, quick scenario files."""
+"""Shared pieces of the experiments tests: quick scenario files (the emulator comes from tests/conftest.py)."""
 
 import textwrap
 
 import pytest
-
-from amigo_lab.emulator import DEFAULT_TOKEN, DEFAULT_USER, Emulator
-from amigo_lab.experiments.runner import CallerPool
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    """A real emulator on loopback that sends agent audio at once (no real-time pacing)."""
-    with Emulator(realtime=False, tokens={DEFAULT_TOKEN: DEFAULT_USER, **CallerPool.emulator_tokens()}) as emu:
-        yield emu
 
 
 @pytest.fixture

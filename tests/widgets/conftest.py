@@ -3,12 +3,12 @@
 ``comm.create_comm`` is meant to be replaced by whoever hosts widgets (ipykernel does it). Here it makes
 :class:`RecordingComm`, which keeps every custom message a widget sends, and :class:`FrontEnd` delivers
 messages to a widget exactly as the kernel does: through ``Comm.handle_msg``, on whatever thread calls it.
+The emulators, sessions and ``wait_until`` come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
 import comm
 import pytest
@@ -58,70 +58,6 @@ class FrontEnd:
 def front_end(monkeypatch) -> FrontEnd:
     monkeypatch.setattr(comm, "create_comm", lambda *a, **kw: RecordingComm(*a, **kw))
     return FrontEnd()
-
-
-def _wait_until(predicate, *, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def wait_until():
-    return _wait_until
-
-
-def _emulator(*, realtime: bool):
-    from amigo_lab.emulator import Emulator, Limits
-
-    return Emulator(realtime=realtime, limits=Limits(new_conversations_per_minute=10_000))
-
-
-def _session(emulator):
-    from amigo_lab._connect import connect
-
-    session = connect(emulator=emulator)
-    session.greeting.result(timeout=30)
-    return session
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    """An emulator for this module that sends agent audio at once (fast tests), with room for many
-    conversations."""
-    with _emulator(realtime=False) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def paced_emulator():
-    """An emulator that paces agent audio like the real service, so speech can interrupt it."""
-    with _emulator(realtime=True) as emu:
-        yield emu
-
-
-@pytest.fixture
-def session(emulator):
-    """A voice session (PCM) on the module's emulator, greeting done; finished after the test."""
-    session = _session(emulator)
-    yield session
-    if session.state not in ("closed", "failed"):
-        session.finish()
-
-
-@pytest.fixture
-def paced_session(paced_emulator):
-    """A voice session on the paced emulator, greeting done; finished after the test."""
-    session = _session(paced_emulator)
-    yield session
-    if session.state not in ("closed", "failed"):
-        session.finish()
 
 
 @pytest.fixture(scope="session")
