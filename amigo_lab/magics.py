@@ -8,6 +8,7 @@ cover (``amigo_session.frames``, ``amigo_session.send_audio(...)``).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shlex
@@ -218,6 +219,7 @@ class AmigoMagics(Magics):
         self.session: Any = None
         self.panel: Any = None
         self._key: tuple[Any, ...] | None = None     # (org, token, host, service) of self.session
+        self._live: _LiveText | None = None           # the last say/event reply line, maybe still filling in
         self._parser = _build_parser()
 
     @line_cell_magic
@@ -228,7 +230,7 @@ class AmigoMagics(Magics):
 
             %amigo connect [--org ORG --token JWT] [--region R] [--service ID] [--host H] [--text] [--mp3]
                                       connect; without org/token the embedded emulator answers
-            %amigo say TEXT           send a user message, print the agent's reply
+            %amigo say TEXT           send a user message; the reply line fills in as the agent speaks
             %amigo event TEXT         send an external event, print the reply it leads to
             %amigo send FILE [--fast] send an audio file as one user turn
             %amigo vad on|off         switch the server's voice activity detection
@@ -298,6 +300,7 @@ class AmigoMagics(Magics):
     def _cmd_connect(self, args: argparse.Namespace) -> None:
         from amigo_lab._connect import ENV_ORG, ENV_SERVICE_ID, ENV_TOKEN, connect
 
+        self._wait_for_live_reply()
         org = args.org or os.environ.get(ENV_ORG) or None
         token = args.token or os.environ.get(ENV_TOKEN) or None
         if (org is None) != (token is None):
@@ -339,41 +342,61 @@ class AmigoMagics(Magics):
 
     def _say(self, text: str) -> None:
         session = self._require_session()
-        self._show_reply(session, lambda: session.say(text))
+        self._show_reply("say", session, lambda: session.say(text))
 
     def _event(self, text: str) -> None:
         session = self._require_session()
-        self._show_reply(session, lambda: session.event(text))
+        self._show_reply("event", session, lambda: session.event(text))
 
-    def _show_reply(self, session: Any, send: Callable[[], Any]) -> None:
-        """Send a turn and show its reply. In a notebook the agent's words show as they arrive, in one output
-        line redrawn in place that ends as the complete reply, while the audio streams on to the panel's
-        player; elsewhere the reply is printed once complete."""
+    def _show_reply(self, command: str, session: Any, send: Callable[[], Any]) -> None:
+        """Send a turn and show its reply.
+
+        In a notebook the reply is one output line redrawn in place as the agent's words arrive. The cell
+        returns once a text reply is complete or, for a voice reply, once its audio has started to stream:
+        the line goes on filling in after the cell has returned and ends as the complete reply (or as the
+        error, in the magic's terms), while the audio plays on in the panel. Elsewhere (a terminal) the reply
+        is printed once complete.
+        """
         if not _in_kernel(self.shell):
             self._print_reply(send().result())
             return
-        live = _LiveText()
+        self._wait_for_live_reply()
+        live = _LiveText(command, session)
         remove = session.on_frame(live.on_entry)
-        reply = None
         try:
             turn = send()
-            done = threading.Event()
-            turn.add_done_callback(lambda _turn: done.set())
-            while not done.wait(_LIVE_EVERY_S):
-                live.show()
-            reply = turn.result()
-        finally:
+        except BaseException:
             remove()
-            live.finish(_reply_lines(reply) if reply is not None else None)
-        if not live.shown:
-            self._print_reply(reply)
+            live.finish(None)
+            raise
+        turn.add_done_callback(lambda _turn: remove())
+        live.follow(turn)
+        self._live = live
+        try:
+            while not live.streaming.wait(_LIVE_EVERY_S):
+                pass
+        except KeyboardInterrupt:
+            turn.cancel()       # the user gave up waiting: the line says so, the session stays usable
+            raise
+        if live.error_for_cell is not None:
+            raise live.error_for_cell
+
+    def _wait_for_live_reply(self) -> None:
+        """Let the reply a previous ``say``/``event`` cell left streaming finish before the conversation
+        moves on, so cells run one after another ("Run All") keep the turns in order."""
+        live = self._live
+        if live is not None:
+            live.join()
+            self._live = None
 
     def _cmd_send(self, args: argparse.Namespace) -> None:
+        self._wait_for_live_reply()
         reply = self._require_session().send_audio(args.file, realtime=not args.fast).result()
         print(f"you (heard): {reply.user_text}")
         self._print_reply(reply)
 
     def _cmd_vad(self, args: argparse.Namespace) -> None:
+        self._wait_for_live_reply()
         self._require_session().vad(args.switch == "on")
         print(f"VAD {args.switch}")
 
@@ -412,10 +435,12 @@ class AmigoMagics(Magics):
         print(f"saved to {path}")
 
     def _cmd_finish(self, _args: argparse.Namespace) -> None:
+        self._wait_for_live_reply()
         self._require_session().finish()
         print("conversation finished")
 
     def _cmd_close(self, _args: argparse.Namespace) -> None:
+        self._wait_for_live_reply()
         self._require_session().close()
         print("connection closed")
 
@@ -426,6 +451,7 @@ class AmigoMagics(Magics):
         if not turns:
             raise UsageError("%%amigo needs at least one line of text, one user turn per line")
         session = self._require_session()
+        self._wait_for_live_reply()
         for text in turns:
             print(f"you: {text}")
             self._print_reply(session.say(text).result())
@@ -489,45 +515,92 @@ def _close_quietly(session: Any, *, finish: bool = False) -> None:
 
 
 class _LiveText:
-    """The agent's words so far, collected from frame-log entries on the session's loop thread and drawn
-    from the notebook's thread (display calls belong to the cell that runs)."""
+    """One ``say``/``event`` reply line in the notebook. Frame-log entries arrive on the session's loop
+    thread; a small thread of its own redraws the line until the turn ends, so the line keeps filling in
+    after the cell has returned. The line is displayed by the cell that runs (a display belongs to it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: str, session: Any) -> None:
+        self._command = command
+        self._session = session
         self._lock = threading.Lock()
         self._texts: dict[str, str] = {}
         self._shown = ""
-        self._handle: Any = None
+        self._cell_returned = False
+        #: Set once the cell may return: the agent's audio is streaming, or the turn has ended.
+        self.streaming = threading.Event()
+        #: The turn's error, when it failed before the cell returned (the cell raises it, the line stays empty).
+        self.error_for_cell: BaseException | None = None
+        self._ended = threading.Event()
+        self._handle = display({"text/plain": "agent: …"}, raw=True, display_id=True)
 
     def on_entry(self, entry: dict[str, Any], _frame: Any) -> None:
         if entry.get("direction") != "received" or entry.get("type") != "server.new-message":
             return
-        piece = entry.get("text") if entry.get("audio_format") is None else _alignment_text(entry.get("alignment"))
-        if piece:
-            with self._lock:
+        is_audio = entry.get("audio_format") is not None
+        piece = _alignment_text(entry.get("alignment")) if is_audio else entry.get("text")
+        with self._lock:
+            if piece:
                 key = str(entry.get("message_id") or "")
                 self._texts[key] = self._texts.get(key, "") + str(piece)
+            if is_audio:
+                self._let_cell_return()
 
-    def show(self) -> None:
+    def follow(self, turn: Any) -> None:
+        """Redraw the line until ``turn`` ends, then show the complete reply (or what went wrong)."""
+        threading.Thread(target=self._follow, args=(turn,), name="amigo-reply-line", daemon=True).start()
+
+    def join(self) -> None:
+        """Wait (interruptibly) until the line shows its final form."""
+        while not self._ended.wait(_LIVE_EVERY_S):
+            pass
+
+    def _follow(self, turn: Any) -> None:
+        done = threading.Event()
+        turn.add_done_callback(lambda _turn: done.set())
+        while not done.wait(_LIVE_EVERY_S):
+            self._draw_partial()
+        try:
+            lines = _reply_lines(turn.result())
+        except concurrent.futures.CancelledError:
+            lines = [f"agent: {self._text()}… (stopped waiting for the reply)"]
+        except BaseException as exc:
+            with self._lock:
+                in_cell = not self._cell_returned
+                if in_cell:
+                    self.error_for_cell = exc
+            if in_cell:
+                lines = []      # the cell raises it, in a few lines of its own
+            else:
+                error = _explain(self._command, exc, self._session)
+                lines = [f"%amigo {error.command}: {error.message}", *([f"hint: {error.hint}"] if error.hint else [])]
+        self._update("\n".join(lines))
         with self._lock:
-            text = " / ".join(self._texts.values())
-        if not text or text == self._shown:
-            return
-        self._shown = text
-        content = {"text/plain": f"agent: {text}…"}
-        if self._handle is None:
-            self._handle = display(content, raw=True, display_id=True)
-        else:
-            self._handle.update(content, raw=True)
+            self._let_cell_return()
+        self._ended.set()
 
-    @property
-    def shown(self) -> bool:
-        """True once the live line is on screen (the reply then ends there, not in a print)."""
-        return self._handle is not None
+    def _let_cell_return(self) -> None:
+        # Called with the lock held, so the cell's return and a late failure agree on who shows the error.
+        self._cell_returned = True
+        self.streaming.set()
+
+    def _text(self) -> str:
+        with self._lock:
+            return " / ".join(self._texts.values())
+
+    def _draw_partial(self) -> None:
+        text = self._text()
+        if text and text != self._shown:
+            self._shown = text
+            self._update(f"agent: {text}…")
+
+    def _update(self, text: str) -> None:
+        self._handle.update({"text/plain": text}, raw=True)
 
     def finish(self, lines: list[str] | None) -> None:
-        """Turn the live line into the complete reply (or, when the turn failed, into nothing)."""
-        if self._handle is not None:
-            self._handle.update({"text/plain": "\n".join(lines or [])}, raw=True)
+        """End the line now, with ``lines`` (None: nothing, when the turn could not even be sent)."""
+        self._update("\n".join(lines or []))
+        self.streaming.set()
+        self._ended.set()
 
 
 def _alignment_text(alignment: Any) -> str:
