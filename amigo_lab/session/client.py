@@ -415,7 +415,9 @@ class Session:
         pieces and sent in real time (``realtime=True``) or as fast as the 100 frames/s limit allows.
         ``end`` sends ``audio: null`` after it (push-to-talk); the default ends the turn unless VAD is on.
         With VAD on, trailing silence is added so the server hears the speech end. The Turn resolves at the
-        ``interaction-complete`` of the turn this audio produced.
+        ``interaction-complete`` of the turn this audio produced; with VAD on, audio after the point where the
+        server's VAD ended that turn is still sent, and what the server hears in it becomes further ``"voice"``
+        turns in :attr:`turns`. ``turn.cancel()`` stops the streaming.
         """
         if not 0 < chunk_ms <= C.MAX_CHUNK_MS:
             raise SessionError(f"chunk_ms must be more than 0 and at most {C.MAX_CHUNK_MS} (the protocol's "
@@ -1096,7 +1098,7 @@ class Session:
                 await self._queue_changed.wait()
                 continue
             item = self._queue.popleft()
-            if item.owner is not None and item.owner.turn.done():
+            if item.owner is not None and _obsolete(item.owner):
                 continue  # cancelled, or failed while it waited
             self._in_flight = item
             await self._pace()
@@ -1192,6 +1194,12 @@ class Session:
         last = len(pieces) - 1
         for index, (data, ms) in enumerate(pieces):
             if pending.turn.done():
+                if not pending.vad or pending.turn.cancelled() or pending.turn.exception() is not None:
+                    return
+                # With VAD the server may answer the first sentence while the file goes on: the rest is more
+                # speech, sent as a microphone's would be (its turns appear as "voice" turns), never dropped.
+                await self._stream_rest(pieces[index:], start=start, first=index, realtime=realtime,
+                                        chunk_ms=chunk_ms)
                 return
             if realtime:
                 await asyncio.sleep(max(0.0, start + index * chunk_ms / 1000.0 - loop.time()))
@@ -1207,6 +1215,14 @@ class Session:
             if realtime and pieces:
                 await asyncio.sleep(max(0.0, start + len(pieces) * chunk_ms / 1000.0 - loop.time()))
             self._ptt_end_item(pending)
+
+    async def _stream_rest(self, pieces: list[tuple[bytes, float]], *, start: float, first: int, realtime: bool,
+                           chunk_ms: float) -> None:
+        loop = asyncio.get_running_loop()
+        for offset, (data, ms) in enumerate(pieces):
+            if realtime:
+                await asyncio.sleep(max(0.0, start + (first + offset) * chunk_ms / 1000.0 - loop.time()))
+            self._enqueue(_Outgoing(NewAudioMessage.from_bytes(data), audio=data, audio_ms=ms))
 
     def _ptt_end_item(self, pending: _Pending) -> None:
         def ended(entry: Mapping[str, Any]) -> None:
@@ -1228,6 +1244,15 @@ class Session:
         finally:
             if (on, waiter) in self._vad_waiters:
                 self._vad_waiters.remove((on, waiter))
+
+
+def _obsolete(owner: _Pending) -> bool:
+    """True when a queued frame of ``owner``'s turn should no longer be sent: the turn was cancelled or
+    failed, or it was answered and is not VAD audio (with VAD on, audio after an early answer is more speech)."""
+    turn = owner.turn
+    if not turn.done():
+        return False
+    return turn.cancelled() or turn.exception() is not None or not owner.vad
 
 
 def _weak_hook(session: Session) -> Callable[[], Awaitable[None]]:

@@ -277,3 +277,27 @@ def test_send_audio_rejects_bad_input(open_session):
         session.send_audio("/no/such/file.wav")
     with pytest.raises(SessionError, match="2-byte"):
         session.send_chunk(b"\x00\x01\x02")
+
+
+def test_send_audio_with_vad_sends_the_whole_file_when_the_server_answers_early(open_session):
+    """Two questions in one file, a long pause between: the server's VAD ends the first turn mid-file. The
+    rest of the file still goes out, and the second question becomes a turn of its own."""
+    from amigo_lab.speech import Synthesizer
+
+    synth = Synthesizer()
+    first, second = (audio.pcm16_to_float(synth.synthesize(text).pcm) for text in (HOURS, BOOK))
+    samples = np.concatenate([first, audio.silence(1500), second])
+    session = open_session()
+    session.greeting.result(10)
+    session.vad(True)
+    turn = session.send_audio(samples, realtime=True)
+    assert turn.result(20).user_text == HOURS
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(t.done() and t.kind == "voice" for t in session.turns):
+        time.sleep(0.1)
+    voice = [t for t in session.turns if t.kind == "voice" and t.done()]
+    assert voice and voice[0].result().user_text == BOOK
+    sent = session.frames.query("type == 'client.new-audio-message'")
+    from amigo_lab.session.client import VAD_TRAILING_SILENCE_MS
+    expected = audio.chunk(np.concatenate([samples, audio.silence(VAD_TRAILING_SILENCE_MS)]), sr=16000, ms=20)
+    assert int(sent["audio_bytes"].sum()) == sum(piece.size for piece in expected) * 2
