@@ -5,7 +5,7 @@ service id: the real service), talk with ``session.say(...)`` or ``session.send_
 ``session.frames`` (every frame, both ways) and hand it to :mod:`amigo_lab.analysis`. In a notebook,
 ``%load_ext amigo_lab`` gives the ``%amigo`` magics and ``%amigo mic`` the microphone panel.
 
-Heavy parts (pandas, librosa, plotly, widgets) are imported on first use, so ``import amigo_lab`` is fast.
+Heavy parts (pandas, plotly, widgets) are imported on first use, so ``import amigo_lab`` is fast.
 """
 
 from __future__ import annotations
