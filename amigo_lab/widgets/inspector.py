@@ -189,8 +189,11 @@ class EventInspector(anywidget.AnyWidget):
             self._reset()
             self._session = session
             self._remove_listener = session.on_frame(self._on_live_entry)
-        for entry in log_entries(session):
-            self.feed(entry)
+        entries = log_entries(session)
+        # Only the newest entries' wire text is kept at hand; expanding an older row reads the log.
+        keep_from = len(entries) - DETAIL_WINDOW
+        for index, entry in enumerate(entries):
+            self._feed(entry, remember=index >= keep_from)
 
     def unfollow(self) -> None:
         """Stop following the current session (what is shown stays)."""
@@ -223,6 +226,9 @@ class EventInspector(anywidget.AnyWidget):
 
         An entry already shown (same ``seq``) is ignored, so a replay and the live feed may overlap.
         """
+        self._feed(entry, remember=True)
+
+    def _feed(self, entry: Mapping[str, Any], *, remember: bool) -> None:
         seq = _value(entry, "seq")
         with self._lock:
             if seq is not None:
@@ -238,7 +244,8 @@ class EventInspector(anywidget.AnyWidget):
             t = float(_value(entry, "t") or 0.0)
             audio_ms = _value(entry, "audio_ms")
             audio = _value(entry, "audio_bytes") not in (None, 0) or kind in _FOLDED_LOCAL
-            self._remember(seq, entry)
+            if remember:
+                self._remember(seq, entry)
             flags = str(_value(entry, "flags") or "")
             if audio:
                 key, piece = self._run_key(direction, kind, entry)

@@ -136,6 +136,7 @@ class SessionView(anywidget.AnyWidget):
         self.records: dict[int, Any] = {}
         self._remove_listener: Any = None
         self._remove_fold: Any = None
+        self._quiet = False
         super().__init__(**kwargs)
         self.definitions = {name: spec[2] for name, spec in LATENCIES.items()}
 
@@ -152,9 +153,15 @@ class SessionView(anywidget.AnyWidget):
             params = getattr(session, "params", None)
             self._voice = getattr(params, "response_format", "voice") != "text"
             self._remove_listener = session.on_frame(self._on_live_entry)
-            for entry in log_entries(session):
-                self.apply(entry)
-            self._remove_fold = follow_fold(session, self.apply_fold)
+            # The transcript is published once, at the end of the replay, not once per replayed piece.
+            self._quiet = True
+            try:
+                for entry in log_entries(session):
+                    self.apply(entry)
+                self._remove_fold = follow_fold(session, self.apply_fold)
+            finally:
+                self._quiet = False
+            self._publish()
             if self.state in ("disconnected", "error"):
                 self.state = "connected" if session.conversation_id else "connecting"
             if session.conversation_id:
@@ -257,6 +264,8 @@ class SessionView(anywidget.AnyWidget):
         return line
 
     def _publish(self) -> None:
+        if self._quiet:
+            return
         out = []
         for line in self._lines:
             message_id = line["message_id"]

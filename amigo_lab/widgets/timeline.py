@@ -52,6 +52,10 @@ FLUSH_EVERY_S = 0.2
 RUN_GAP_S = 0.5
 """A pause longer than this in one side's audio starts a new segment."""
 
+REPLAY_WINDOW_S = 600.0
+"""Audio of the last this many seconds of a log is replayed when the strip follows a running session (the
+browser keeps as much); older audio makes no segments, later entries all do."""
+
 MAX_SEGMENTS = 4000
 """Segments and marks the kernel keeps for a new view (the browser keeps its own bounded window)."""
 
@@ -138,7 +142,13 @@ class LiveTimeline(anywidget.AnyWidget):
             self.feed(entry, frame)
 
         self._remove.append(session.on_frame(on_entry))
-        for entry in log_entries(session):
+        entries = log_entries(session)
+        # Audio older than what the browser keeps would only draw segments it drops: skip it on a long log.
+        until = max((float(t) for e in entries[-1:] if (t := _value(e, "t")) is not None), default=0.0)
+        skip_before = until - REPLAY_WINDOW_S
+        for entry in entries:
+            if _value(entry, "audio_bytes") and float(_value(entry, "t") or 0.0) < skip_before:
+                continue
             on_entry(entry, None)
         self._remove.append(follow_fold(session, self.apply_fold))
 

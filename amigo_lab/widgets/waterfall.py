@@ -88,6 +88,7 @@ class LatencyWaterfall(anywidget.AnyWidget):
         self._records: dict[int, dict[str, Any]] = {}
         self._stats: dict[int, tuple[str, str, dict[str, float | None]]] = {}   # every turn, for p50 / p90
         self._remove: Callable[[], None] | None = None
+        self._quiet = False
         super().__init__(**kwargs)
         self.definitions = {name: {"definition": spec[2], "origin": spec[0], "target": spec[1]}
                             for name, spec in LATENCIES.items()}
@@ -103,8 +104,13 @@ class LatencyWaterfall(anywidget.AnyWidget):
             self._records.clear()
             self._stats.clear()
         with self.hold_sync():
+            # The replay's turns are published once, at its end, not once per replayed turn.
+            self._quiet = True
+            try:
+                self._remove = follow_fold(session, self.apply)
+            finally:
+                self._quiet = False
             self._publish()
-            self._remove = follow_fold(session, self.apply)
 
     def unfollow(self) -> None:
         """Stop following (what is shown stays)."""
@@ -147,6 +153,8 @@ class LatencyWaterfall(anywidget.AnyWidget):
         }
 
     def _publish(self) -> None:
+        if self._quiet:
+            return
         with self._lock:
             rows = [self._records[i] for i in sorted(self._records)]
             counted = [latencies for kind, status, latencies in self._stats.values()
