@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from amigo_lab.analysis.errors import AnalysisError
@@ -92,6 +94,9 @@ WIRE_COLUMN = "wire"
 OPTIONAL_COLUMNS = (WIRE_COLUMN, "sequence_number", "conversation_id")
 
 _PCM_BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH_BYTES / 1000
+#: User audio that went out at less than this fraction of real time (:func:`upload_pace`) was not real time:
+#: sent in bursts or as fast as allowed, so the latencies measured on it are compressed.
+REAL_TIME_PACE = 0.8
 
 
 def check_frames(frames: Any) -> pd.DataFrame:
@@ -120,6 +125,96 @@ def records(frames: pd.DataFrame) -> list[dict[str, Any]]:
     columns = [frames[name].astype(object).tolist() if name in frames.columns else [None] * len(frames)
                for name in names]
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+@dataclass
+class Scan:
+    """A checked frame log read for one pass: the sent audio chunks as arrays, every other entry as a dict.
+
+    A voice session's log is mostly microphone chunks (50 a second), and a chunk tells the fold and the
+    timelines only when it was sent and how much audio it carried; building a dict of every column for each
+    one was most of the cost of a pass. ``t``, ``audio_ms`` and ``chunk`` cover every row in ``seq`` order
+    (``audio_ms``: :func:`frame_audio_ms`; ``chunk``: a sent ``client.new-audio-message`` carrying audio);
+    ``others`` are the :func:`records` of the rows that are not chunks, in order.
+    """
+
+    t: np.ndarray
+    audio_ms: np.ndarray
+    chunk: np.ndarray
+    others: list[dict[str, Any]]
+
+    @property
+    def chunk_t(self) -> np.ndarray:
+        """``t`` of each sent audio chunk, in ``seq`` order."""
+        return self.t[self.chunk]
+
+    @property
+    def chunk_ms(self) -> np.ndarray:
+        """Milliseconds of audio of each sent audio chunk, in ``seq`` order."""
+        return self.audio_ms[self.chunk]
+
+    def walk(self) -> Iterator[tuple[float, float, dict[str, Any] | None]]:
+        """Every row in ``seq`` order as ``(t, audio_ms, record)``; ``record`` is None for a sent audio chunk."""
+        others = iter(self.others)
+        for t, ms, is_chunk in zip(self.t.tolist(), self.audio_ms.tolist(), self.chunk.tolist(), strict=True):
+            yield t, ms, None if is_chunk else next(others)
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=NAN)
+
+
+def _is(column: pd.Series, value: str) -> np.ndarray:
+    return (column == value).fillna(False).to_numpy(dtype=bool)
+
+
+def scan(frames: pd.DataFrame) -> Scan:
+    """Read a frame log for one pass (see :class:`Scan`); the log is checked and sorted by ``seq`` first."""
+    frames = check_frames(frames)
+    size = _numbers(frames["audio_bytes"])
+    ms = _numbers(frames["audio_ms"])
+    # frame_audio_ms, column-wise: audio_ms, else PCM16 bytes at 16 kHz, else 0.
+    audio_ms = np.where(np.isnan(ms), np.where(np.isnan(size), 0.0, size / _PCM_BYTES_PER_MS), ms)
+    chunk = _is(frames["direction"], SENT) & _is(frames["type"], NewAudioMessage.TYPE) & (size > 0)
+    others = records(frames.iloc[np.flatnonzero(~chunk)])
+    return Scan(_numbers(frames["t"]), audio_ms, chunk, others)
+
+
+def upload_pace(frames: pd.DataFrame | Scan) -> Callable[[float, float], float]:
+    """A function of a time span giving how fast the user's audio sent in it went out: 1.0 = real time.
+
+    The chunks sent from 50 ms before ``begin`` to ``end``: the time from the first one's sending to the last
+    one's end, over the audio they carried. Audio sent in real time gives about 1.0; at twice real time 0.5.
+    Fewer than two chunks give 1.0 (nothing to judge by; :func:`measured_pace` says None). Each call costs
+    O(log n): a turns table asks once per turn. Next: compare with :data:`REAL_TIME_PACE`.
+    """
+    measured = measured_pace(frames)
+
+    def pace(begin: float, end: float) -> float:
+        value = measured(begin, end)
+        return 1.0 if value is None else value
+
+    return pace
+
+
+def measured_pace(frames: pd.DataFrame | Scan) -> Callable[[float, float], float | None]:
+    """:func:`upload_pace`, but None for a span with fewer than two chunks sent in it."""
+    log = frames if isinstance(frames, Scan) else scan(frames)
+    times, durations = log.chunk_t, log.chunk_ms / 1000.0
+    if len(times) > 1 and np.any(np.diff(times) < 0):
+        order = np.argsort(times, kind="stable")
+        times, durations = times[order], durations[order]
+    total = np.concatenate([[0.0], np.cumsum(durations)])
+
+    def pace(begin: float, end: float) -> float | None:
+        first = int(np.searchsorted(times, begin - 0.05, side="left"))
+        last = int(np.searchsorted(times, end, side="right"))
+        if last - first < 2:
+            return None
+        span = times[last - 1] + durations[last - 1] - times[first]
+        return float(span / max(total[last] - total[first], 1e-9))
+
+    return pace
 
 
 # --- scalar helpers: the log uses pandas' nullable dtypes, so a missing value may be NA, None or NaN ----------
@@ -247,7 +342,11 @@ class VadMark:
 
 @dataclass
 class Extracted:
-    """What :func:`extract` reads out of a frame log for timelines: no interpretation of the conversation."""
+    """What :func:`extract` reads out of a frame log for timelines: no interpretation of the conversation.
+
+    ``rows``: the :func:`records` of every entry but the sent audio chunks, which are ``chunk_t`` (when each
+    was sent) and ``chunk_ms`` (the audio it carried), in ``seq`` order.
+    """
 
     rows: list[dict[str, Any]]
     texts: list[dict[str, Any]]  # sent user texts
@@ -255,6 +354,8 @@ class Extracted:
     vad_marks: list[VadMark]
     playback: dict[str, list[dict[str, Any]]]  # message_id -> playback.* entries
     agent_messages: list[AgentMessage]
+    chunk_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    chunk_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def messages(self) -> list[AgentMessage]:
         """Every agent message, in order of its first piece."""
@@ -271,7 +372,7 @@ def extract(frames: pd.DataFrame) -> Extracted:
     :class:`~amigo_lab.protocol.fold.AudioClock` (the rule the turns table uses); with no audio sent on the
     stream it is the receipt ``t``.
     """
-    rows = records(check_frames(frames))
+    log = scan(frames)
     clock = AudioClock()
     texts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -279,17 +380,18 @@ def extract(frames: pd.DataFrame) -> Extracted:
     playback: dict[str, list[dict[str, Any]]] = {}
     messages: dict[str, AgentMessage] = {}
     announced: str | None = None  # filler text of an action-too-long whose message has not begun yet
-    for r in rows:
-        direction, kind, t = r["direction"], r["type"], float(r["t"])
+    for t, ms, r in log.walk():
+        if r is None:  # a sent audio chunk
+            clock.add(ms, t)
+            continue
+        direction, kind = r["direction"], r["type"]
         if direction == LOCAL:
             if kind == CONNECTION_OPENED:
                 clock.restart()
             elif kind in PLAYBACK_TYPES and opt_str(r["message_id"]):
                 playback.setdefault(str(r["message_id"]), []).append(r)
         elif direction == SENT:
-            if kind == NewAudioMessage.TYPE and carries_audio(r):
-                clock.add(frame_audio_ms(r), t)
-            elif kind == SwitchVadMode.TYPE and opt_bool(r["vad_mode_on"]):
+            if kind == SwitchVadMode.TYPE and opt_bool(r["vad_mode_on"]):
                 clock.restart()
             elif kind == NewTextMessage.TYPE:
                 external = opt_str(r["message_type"]) == MESSAGE_TYPE_EXTERNAL_EVENT
@@ -310,7 +412,8 @@ def extract(frames: pd.DataFrame) -> Extracted:
                     if announced is not None:
                         message.filler_text, announced = announced or None, None
                 message.pieces.append(r)
-    return Extracted(rows, texts, events, vad_marks, playback, list(messages.values()))
+    return Extracted(log.others, texts, events, vad_marks, playback, list(messages.values()),
+                     chunk_t=log.chunk_t, chunk_ms=log.chunk_ms)
 
 
 def describe_error(rec: dict[str, Any]) -> str:
@@ -336,14 +439,15 @@ class Replay:
 
     ``interactions``: the final record of each interaction, in order; ``unanswered``: user inputs that never got
     one (still waiting at the end of the log, or dropped when the connection closed); ``events``: every fold
-    event, oldest first; ``skipped``: rows whose frame could not be rebuilt (counted, never fatal).
+    event, oldest first; ``skipped``: rows whose frame could not be rebuilt (counted, never fatal); ``scan``:
+    the log as the pass read it (its sent chunks' timing gives :func:`upload_pace` without another read).
     """
 
-    rows: list[dict[str, Any]]
     interactions: list[FoldInteraction]
     unanswered: list[PendingInput]
     events: list[FoldEvent]
     skipped: int
+    scan: Scan
 
 
 def _rebuild(rec: dict[str, Any]) -> Frame | None:
@@ -398,12 +502,17 @@ def _rebuild(rec: dict[str, Any]) -> Frame | None:
 def replay(frames: pd.DataFrame) -> Replay:
     """Feed a frame log, row by row in ``seq`` order, to the protocol's fold: the same account the session
     keeps live. One pass, constant work per row. Next: :func:`~amigo_lab.analysis.turns`."""
-    rows = records(check_frames(frames))
+    log = scan(frames)
     fold = Fold()
     events: list[FoldEvent] = []
     skipped = 0
-    for rec in rows:
-        direction, kind, t = rec["direction"], rec["type"], float(rec["t"])
+    for t, ms, rec in log.walk():
+        if rec is None:
+            # A sent chunk: the fold needs its time and duration only, so one shared frame serves every chunk.
+            fold.feed(SENT, _CHUNK, t, audio_ms=ms)
+            events.extend(fold.events_received())
+            continue
+        direction, kind = rec["direction"], rec["type"]
         if direction == LOCAL:
             if kind in _FOLDED_LOCAL:
                 fold.feed_local(kind, t, close_code=None if missing(rec["close_code"]) else int(rec["close_code"]),
@@ -423,9 +532,9 @@ def replay(frames: pd.DataFrame) -> Replay:
             continue
         audio_ms = None
         if kind in (NewAudioMessage.TYPE, NewMessage.TYPE, BINARY_FRAME) and not missing(rec["audio_bytes"]):
-            audio_ms = frame_audio_ms(rec)
+            audio_ms = ms
         fold.feed(direction, frame, t, audio_ms=audio_ms)
         events.extend(fold.events_received())
     dropped = [e.input for e in events if isinstance(e, InputDropped)]
     unanswered = [i for i in (*dropped, *fold.pending_inputs()) if i.source != "event"]
-    return Replay(rows, fold.interactions(), unanswered, events, skipped)
+    return Replay(fold.interactions(), unanswered, events, skipped, log)

@@ -8,18 +8,19 @@ with :func:`turns` on a frame log, then :func:`latency_summary` for p50/p90 per 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from amigo_lab.analysis._frames import NAN, replay
+from amigo_lab.analysis._frames import NAN, REAL_TIME_PACE, measured_pace, replay
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.language_id import detect_language
 from amigo_lab.protocol.fold import LATENCIES, Interaction, PendingInput
 from amigo_lab.protocol.fold import latency_definition as _fold_definition
 
-__all__ = ["LATENCY_METRICS", "TURN_COLUMNS", "latency_definition", "latency_summary", "turns"]
+__all__ = ["LATENCY_METRICS", "NOT_REAL_TIME", "TURN_COLUMNS", "latency_definition", "latency_summary", "turns"]
 
 #: The latency columns of :func:`turns`, in ms, named and defined by the fold's ``LATENCIES``: from the user's
 #: end of speech (``latency_*``) and from the arrival of ``server.vad-speech-ended`` (``vad_latency_*``).
@@ -43,12 +44,14 @@ TURN_COLUMNS = {
     "reply_text": "string",
     "filler_text": "string",
     "n_fillers": "int64",
+    "filler_message_ids": "object",
     "first_text_t": "float64",
     "first_answer_text_t": "float64",
     "first_audio_t": "float64",
     "first_answer_audio_t": "float64",
     "first_heard_t": "float64",
     "complete_t": "float64",
+    "real_time": "boolean",
     **dict.fromkeys(LATENCY_METRICS, "float64"),
     "reply_audio_ms": "float64",
     "interrupted": "boolean",
@@ -62,6 +65,12 @@ TURN_COLUMNS = {
     "user_language": "string",
     "agent_language": "string",
 }
+
+#: The ``attrs["timing"]`` of a :func:`turns` table some of whose turns are not real time (``{n}``: how many).
+NOT_REAL_TIME = ("{n} of {total} turns are not real time: the user's audio went faster than real time (or the "
+                 "session was marked fast), so their latencies and times are compressed, not what a caller "
+                 "would have experienced; see the real_time column")
+_SPOKEN = ("audio", "voice")
 
 # Fold stamp -> column.
 _STAMP_COLUMNS = {
@@ -87,7 +96,7 @@ def latency_definition(name: str) -> str:
         raise AnalysisError(str(exc.args[0])) from None
 
 
-def turns(frames: pd.DataFrame) -> pd.DataFrame:
+def turns(frames: pd.DataFrame, *, fast: bool | None = None) -> pd.DataFrame:
     """One row per interaction of a frame log, plus one per user input that got no interaction.
 
     The log is replayed through the protocol's interaction fold; the rules (what ends a user turn, which
@@ -104,13 +113,26 @@ def turns(frames: pd.DataFrame) -> pd.DataFrame:
       VAD's positions mapped onto ``t``), ``vad_ended_t`` (arrival of ``vad-speech-ended``), ``audio_end_t``.
     - ``first_text_t`` / ``first_audio_t`` (filler or answer), ``first_answer_text_t`` /
       ``first_answer_audio_t`` (the answer alone), ``first_heard_t`` (playback reports), ``complete_t``.
+    - ``real_time``: False when this turn's timings are not real time. A spoken turn (``audio``, ``voice``) is
+      judged by its own user audio: False when the chunks sent from its ``user_start_t`` to its ``user_end_t``
+      went out faster than real time (less than 0.8 of it, as ``send_audio(realtime=False)`` or ``--fast``
+      send them). Any other turn, and a spoken turn with too little audio to judge, takes the session's mark
+      ``fast`` (False when ``fast`` is true). When any turn is not real time, ``attrs["timing"]`` says so in
+      a sentence (else ``attrs["timing"]`` is ``"real time"``).
     - ``transcript`` (the server's ``user-message-available``, else what the client sent), ``reply_text``,
-      ``filler_text``, ``n_fillers``, ``reply_audio_ms``, ``interrupted``, ``barge_in_t``, ``heard_ms`` and
-      ``heard_source`` (``playback`` or ``frames``), ``events`` / ``n_events`` (external events attached),
-      ``conversation_completed``, ``error``, ``user_language`` / ``agent_language``.
+      ``filler_text``, ``n_fillers`` and ``filler_message_ids`` (a tuple, in order), ``reply_audio_ms``,
+      ``interrupted``, ``barge_in_t``, ``heard_ms`` and ``heard_source`` (``playback`` or ``frames``),
+      ``events`` / ``n_events`` (external events attached), ``conversation_completed``, ``error``,
+      ``user_language`` / ``agent_language``.
+
+    ``fast``: the session's own mark that its audio went faster than real time, which the frame log's rows do
+    not carry: pass ``turns(rec.frames, fast=rec.fast)`` for a recorded session (``meta["fast"]``); None
+    (the default) judges from the log alone.
 
     Next: :func:`latency_summary`, :func:`~amigo_lab.analysis.vad_timeline`, :func:`~amigo_lab.analysis.languages`.
     """
+    if fast is not None and not isinstance(fast, (bool, np.bool_)):
+        raise AnalysisError(f"fast must be True, False or None (the session's meta['fast']), got {fast!r}")
     replayed = replay(frames)
     rows = [_interaction_row(r) for r in replayed.interactions]
     rows += [_unanswered_row(i) for i in replayed.unanswered]
@@ -122,7 +144,25 @@ def turns(frames: pd.DataFrame) -> pd.DataFrame:
     table["turn"] = np.arange(len(table), dtype="int64")
     table["user_language"] = [_language(x) for x in table["transcript"]]
     table["agent_language"] = [_language(x) for x in table["reply_text"]]
-    return table.astype(TURN_COLUMNS)
+    table["real_time"] = _real_time(table, measured_pace(replayed.scan), fast=bool(fast))
+    table = table.astype(TURN_COLUMNS)
+    late = int((~table["real_time"]).sum())
+    table.attrs["timing"] = NOT_REAL_TIME.format(n=late, total=len(table)) if late else "real time"
+    return table
+
+
+def _real_time(table: pd.DataFrame, pace: Any, *, fast: bool) -> list[bool]:
+    """Per turn: its own user audio's pace when it has enough to judge, else the session's mark."""
+    out = []
+    for kind, start, end in zip(table["user_kind"], table["user_start_t"].astype(float),
+                                table["user_end_t"].astype(float), strict=True):
+        if kind in _SPOKEN and not math.isnan(start) and not math.isnan(end) and end > start:
+            measured = pace(start, end)
+            if measured is not None:
+                out.append(bool(measured >= REAL_TIME_PACE))
+                continue
+        out.append(not fast)
+    return out
 
 
 def _language(text: Any) -> str | None:
@@ -151,6 +191,7 @@ def _interaction_row(record: Interaction) -> dict[str, Any]:
         reply_text=record.reply_text,
         filler_text=record.filler_text,
         n_fillers=len(record.filler_message_ids),
+        filler_message_ids=tuple(record.filler_message_ids),
         reply_audio_ms=_nan(record.reply_audio_ms),
         interrupted=record.interrupted,
         heard_ms=_nan(record.heard_ms),
@@ -182,8 +223,8 @@ def _unanswered_row(pending: PendingInput) -> dict[str, Any]:
         row[name] = NAN
     row.update(status="unanswered", user_kind=_SOURCE_KIND.get(pending.source, pending.source),
                user_start_t=_nan(pending.start_t), user_end_t=_nan(pending.end_t), transcript=pending.text,
-               n_fillers=0, events=(), n_events=0, interrupted=False, reply_audio_ms=NAN, heard_ms=NAN,
-               _order_t=_nan(pending.end_t))
+               n_fillers=0, filler_message_ids=(), events=(), n_events=0, interrupted=False, reply_audio_ms=NAN,
+               heard_ms=NAN, _order_t=_nan(pending.end_t))
     return row
 
 

@@ -25,7 +25,6 @@ from amigo_lab.analysis._frames import (
     carries_audio,
     describe_error,
     extract,
-    frame_audio_ms,
     is_frame,
     num,
     opt_str,
@@ -84,15 +83,30 @@ def vad_segments(frames: pd.DataFrame, *, reference_vad: pd.DataFrame | None = N
     Next: :func:`vad_timeline`.
     """
     extracted = extract(frames)
-    # Which message is a filler is the fold's call (the one account of the conversation), not the drawing's.
-    fillers = {m for record in replay(frames).interactions for m in record.filler_message_ids}
-    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, fillers),
-            *_events(extracted, frames, turns_table)]
+    table = turns(frames) if turns_table is None else turns_table
+    rows = [*_server_vad(extracted), *_client(extracted), *_agent(extracted, _fillers(table, frames)),
+            *_events(extracted, table)]
     if reference_vad is not None:
         rows += _reference(reference_vad)
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
     table = table.sort_values(["start_t", "end_t"], kind="stable").reset_index(drop=True)
     return table.astype(SEGMENT_COLUMNS)
+
+
+def _fillers(table: pd.DataFrame, frames: pd.DataFrame) -> set[str]:
+    """The filler message ids of the turns table: which message is a filler is the fold's call (the one
+    account of the conversation), not the drawing's."""
+    if not isinstance(table, pd.DataFrame) or "interrupted" not in table.columns:
+        raise AnalysisError("turns_table must be the DataFrame from turns(frames) of the same log")
+    if "filler_message_ids" not in table.columns:
+        # A table kept from before the column existed: ask the fold again.
+        return {m for record in replay(frames).interactions for m in record.filler_message_ids}
+    ids: set[str] = set()
+    for value in table["filler_message_ids"]:
+        # A tuple, or a list / array once the table went through Parquet; missing on rows without one.
+        if isinstance(value, (tuple, list, np.ndarray)):
+            ids.update(str(m) for m in value)
+    return ids
 
 
 def _row(start: float, end: float, source: str, kind: str, *, message_id: str | None = None,
@@ -117,22 +131,16 @@ def _server_vad(ex: Extracted) -> list[dict[str, Any]]:
 
 def _client(ex: Extracted) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    run: list[float] | None = None  # [start, end, chunks]
-
-    def flush() -> None:
-        if run is not None:
-            out.append(_row(run[0], run[1], "client", "audio",
-                            detail=f"client audio {run[0]:.3f}–{run[1]:.3f} s, {int(run[2])} chunks"))
-
-    for rec in ex.rows:
-        if is_frame(rec, SENT, NewAudioMessage.TYPE) and carries_audio(rec):
-            t, end = float(rec["t"]), float(rec["t"]) + frame_audio_ms(rec) / 1000.0
-            if run is not None and t - run[1] <= _CLIENT_AUDIO_GAP_S:
-                run[1], run[2] = max(run[1], end), run[2] + 1
-            else:
-                flush()
-                run = [t, end, 1]
-    flush()
+    starts, ms = ex.chunk_t, ex.chunk_ms
+    if len(starts):
+        ends = starts + ms / 1000.0
+        # A chunk opens a new stretch when it was sent more than the gap after everything sent before it ended
+        # (the running maximum of the ends: a new stretch's own end is always beyond the earlier ones).
+        reach = np.maximum.accumulate(ends)
+        first = np.flatnonzero(np.concatenate([[True], starts[1:] - reach[:-1] > _CLIENT_AUDIO_GAP_S]))
+        last = np.concatenate([first[1:], [len(starts)]]) - 1
+        for a, b, n in zip(starts[first].tolist(), reach[last].tolist(), (last - first + 1).tolist(), strict=True):
+            out.append(_row(a, b, "client", "audio", detail=f"client audio {a:.3f}–{b:.3f} s, {n} chunks"))
     for rec in ex.texts:
         t, text = float(rec["t"]), opt_str(rec["text"])
         out.append(_row(t, t, "client", "text", label=_short(text),
@@ -153,9 +161,8 @@ def _agent(ex: Extracted, fillers: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _events(ex: Extracted, frames: pd.DataFrame, table: pd.DataFrame | None) -> list[dict[str, Any]]:
+def _events(ex: Extracted, table: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
-    table = turns(frames) if table is None else table
     for row in table[table["interrupted"].fillna(False).astype(bool)].itertuples(index=False):
         heard = "" if math.isnan(row.heard_ms) else f"; heard {row.heard_ms:.0f} ms ({row.heard_source})"
         out.append(_row(row.barge_in_t, row.barge_in_t, "event", "barge-in", message_id=row.answer_message_id,
