@@ -36,8 +36,9 @@ def _output(notebook, index: int, *, timeout: float = 90) -> str:
 
 def _answer(notebook, index: int, what: str) -> str:
     try:
-        return notebook.poll(lambda: "agent:" in (_output(notebook, index) or "") and _output(notebook, index),
-                             timeout=180, what=what)
+        # The say cell returns while the reply streams; its line is the complete reply once it ends without "…".
+        return notebook.poll(lambda: (lambda out: "agent:" in out and not out.rstrip().endswith("…") and out)(
+            _output(notebook, index) or ""), timeout=180, what=what)
     except AssertionError:
         outputs = [notebook.page.evaluate(_CELL_OUTPUT, i) for i in range(len(QUESTION_CELLS))]
         raise AssertionError(f"{what}: no answer; cell outputs {outputs!r}; console {notebook.console[-10:]}") \
