@@ -1,11 +1,15 @@
 // Live strip: the agent's state, a scrolling level trace of both sides, and lanes of segments on the session
 // clock (server VAD, user audio, agent audio received, agent audio heard) with marks (barge-in, events,
-// errors). A click on a segment sends {kind: "select", seq} (its first frame). The kernel sends {kind: "update", now, segments, marks, levels} five times a second; a segment that
-// comes again (same id) replaces the old one. The browser keeps a bounded window and draws on one canvas.
+// errors). A click on a segment sends {kind: "select", seq} (its first frame); the pointer resting on a segment
+// or mark sends {kind: "hover", id, segments, marks} (their ids) and the kernel answers {kind: "hover", id,
+// items: [{title, frames}], more} with the frames they stand for, which the tip lists. The kernel sends
+// {kind: "update", now, segments, marks, levels} five times a second; a segment that comes again (same id)
+// replaces the old one. The browser keeps a bounded window and draws on one canvas.
 
 const LANES = [["vad", "server VAD"], ["user", "user audio"], ["agent", "agent received"], ["heard", "agent heard"]];
 const COLORS = { vad: "#e6550d", user: "#2a7ab9", answer: "#3182bd", filler: "#9e9ac8", heard: "#31a354" };
 const MARK_COLORS = { "barge-in": "#d62728", event: "#8c564b", error: "#c0392b", discarded: "#999" };
+const ARROWS = { sent: "↑", received: "↓", local: "·" };
 const KEEP_S = 600;          // seconds of history the browser keeps
 const LEVEL_KEEP = 6000;     // level points kept
 const STATES = { idle: "idle", listening: "listening", "user speaking": "user speaking", thinking: "thinking",
@@ -116,34 +120,88 @@ function render({ model, el }) {
     outMeter.style.setProperty("--level", `${Math.max(0, (lastLevel.out + 60) / 60) * 100}%`);
   }
 
-  function hit(event) {
+  // What is under the pointer: the marks within 3 px and the segments of the lane it is in.
+  function under(event) {
     const rect = canvas.getBoundingClientRect();
     const width = rect.width;
     const px = event.clientX - rect.left;
     const py = event.clientY - rect.top;
     const lane = Math.floor((py - TOP - LEVEL_H) / (LANE_H + 4));
-    const found = [];
-    for (const mark of marks) if (Math.abs(x(mark.t, width) - px) <= 3) found.push(`${mark.kind} at ${mark.t.toFixed(3)} s: ${mark.label}` + (mark.seq ? ` (frame #${mark.seq})` : ""));
-    if (lane >= 0 && lane < LANES.length) {
+    const found = { marks: [], segments: [], px, py, width };
+    for (const mark of marks) if (Math.abs(x(mark.t, width) - px) <= 3) found.marks.push(mark);
+    if (lane >= 0 && lane < LANES.length && py >= TOP + LEVEL_H) {
       for (const seg of segments.values()) {
-        if (seg.lane !== LANES[lane][0]) continue;
-        if (px >= x(seg.t0, width) - 2 && px <= x(seg.t1, width) + 2) {
-          found.push(`${seg.label}: ${seg.t0.toFixed(3)}–${seg.t1.toFixed(3)} s, frames #${seg.seq0}–#${seg.seq1} (${seg.n})`);
+        if (seg.lane === LANES[lane][0] && px >= x(seg.t0, width) - 2 && px <= x(seg.t1, width) + 2) {
+          found.segments.push(seg);
         }
       }
     }
-    if (!found.length) {
+    return found;
+  }
+
+  // The tip lists the frames each mark stands for; the kernel sends them when asked ({kind: "hover"}), so
+  // the browser never holds a frame it does not show.
+  let hoverKey = "";
+  let hoverRequest = 0;
+  let hoverTitles = [];
+  function frameLine(frame) {
+    const line = h("div", "amigo-timeline-tip-frame");
+    line.dataset.seq = String(frame.seq);
+    line.dataset.type = frame.type;
+    const when = frame.n > 1 ? `${Number(frame.t).toFixed(3)}–${Number(frame.t_end).toFixed(3)} s`
+      : `${Number(frame.t).toFixed(3)} s`;
+    line.append(h("span", "amigo-timeline-tip-dir", ARROWS[frame.direction] ?? frame.direction),
+      h("span", "amigo-timeline-tip-t", when), h("span", "amigo-timeline-tip-type", frame.type),
+      h("span", "amigo-timeline-tip-summary", frame.summary));
+    line.title = frame.n > 1 ? `frames #${frame.seq}–#${frame.last_seq}` : `frame #${frame.seq}`;
+    return line;
+  }
+  function showTip(titles, answer) {
+    const nodes = [];
+    if (answer) {
+      for (const item of answer.items) {
+        nodes.push(h("div", "amigo-timeline-tip-title", item.title));
+        if (!item.frames.length) nodes.push(h("div", "amigo-timeline-tip-none", "(no frame kept)"));
+        for (const frame of item.frames) nodes.push(frameLine(frame));
+      }
+      if (answer.more) nodes.push(h("div", "amigo-timeline-tip-more", `and ${answer.more} more`));
+      tip.dataset.loaded = "1";
+    } else {
+      for (const title of titles) nodes.push(h("div", "amigo-timeline-tip-title", title));
+      nodes.push(h("div", "amigo-timeline-tip-none", "frames…"));
+      delete tip.dataset.loaded;
+    }
+    tip.replaceChildren(...nodes);
+  }
+
+  function hit(event) {
+    const found = under(event);
+    if (!found.marks.length && !found.segments.length) {
       tip.style.display = "none";
+      hoverKey = "";
       return;
     }
-    tip.textContent = found.join("\n");
+    const key = [...found.marks.map((m) => `m${m.id}`), ...found.segments.map((s) => `s${s.id}`)].join(",");
+    if (key !== hoverKey) {
+      hoverKey = key;
+      hoverRequest++;
+      hoverTitles = [...found.marks.map((m) => `${m.kind} at ${m.t.toFixed(3)} s: ${m.label}`),
+        ...found.segments.map((s) => `${s.label}: ${s.t0.toFixed(3)}–${s.t1.toFixed(3)} s`)];
+      showTip(hoverTitles, null);
+      model.send({ kind: "hover", id: hoverRequest, marks: found.marks.map((m) => m.id).slice(0, 8),
+        segments: found.segments.map((s) => s.id).slice(0, 8) });
+    }
     tip.style.display = "";
-    tip.style.left = `${Math.min(px + 8, width - 260)}px`;
-    tip.style.top = `${py + 8}px`;
+    tip.style.left = `${Math.max(0, Math.min(found.px + 8, found.width - 400))}px`;
+    tip.style.top = `${found.py + 12}px`;
   }
 
   function onMessage(msg) {
     if (!msg) return;
+    if (msg.kind === "hover") {
+      if (msg.id === hoverRequest && hoverKey) showTip(hoverTitles, msg);
+      return;
+    }
     if (msg.kind === "reset") {
       segments.clear();
       marks = [];
@@ -168,21 +226,15 @@ function render({ model, el }) {
   canvas.addEventListener("mousemove", hit);
   canvas.addEventListener("click", (event) => {
     // A click on a segment or mark asks for its first frame (the panel shows it in the inspector).
-    const rect = canvas.getBoundingClientRect();
-    const px = event.clientX - rect.left;
-    const py = event.clientY - rect.top;
-    const lane = Math.floor((py - TOP - LEVEL_H) / (LANE_H + 4));
-    for (const mark of marks) {
-      if (mark.seq && Math.abs(x(mark.t, rect.width) - px) <= 3) return model.send({ kind: "select", seq: mark.seq });
-    }
-    if (lane < 0 || lane >= LANES.length) return;
-    for (const seg of segments.values()) {
-      if (seg.lane === LANES[lane][0] && px >= x(seg.t0, rect.width) - 2 && px <= x(seg.t1, rect.width) + 2) {
-        return model.send({ kind: "select", seq: seg.seq0 });
-      }
-    }
+    const found = under(event);
+    const mark = found.marks.find((m) => m.seq !== null && m.seq !== undefined);
+    if (mark) return model.send({ kind: "select", seq: mark.seq });
+    if (found.segments.length) model.send({ kind: "select", seq: found.segments[0].seq0 });
   });
-  canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  canvas.addEventListener("mouseleave", () => {
+    tip.style.display = "none";
+    hoverKey = "";
+  });
   model.on("msg:custom", onMessage);
   model.on("change:state", schedule);
   model.on("change:span_s", schedule);

@@ -2,7 +2,9 @@
 
 Lanes, left to right in time: the server's VAD speech segments, the user's audio as sent, the agent's audio
 as received (answer and filler apart) and as actually heard (cut at the flush), with marks for barge-ins,
-external events and errors. Hovering a segment shows the frames it stands for. Above the lanes: what the
+external events and errors. Hovering a segment or mark lists the frames it stands for (the first
+:data:`HOVER_FRAMES`, audio runs folded as ``audio ×250, 5.0 s``); a click finds its first frame in the
+panel's inspector. Above the lanes: what the
 agent is doing (listening, user speaking, thinking, agent speaking, interrupted) and a scrolling level trace of
 both sides. The conversation's meaning (filler vs answer, barge-in, turn ends) comes from the protocol fold's
 events; levels and segment extents from the frames themselves::
@@ -15,10 +17,11 @@ Updates go to the browser in one compact message five times a second, never one 
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,9 @@ from amigo_lab.protocol.fold import (
     UserTurnEnded,
     Violation,
 )
+from amigo_lab.widgets.inspector import _alignment_text, _cut, summarize
 
-__all__ = ["AGENT_STATES", "LiveTimeline"]
+__all__ = ["AGENT_STATES", "HOVER_FRAMES", "LiveTimeline"]
 
 _log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -59,6 +63,13 @@ browser keeps as much); older audio makes no segments, later entries all do."""
 MAX_SEGMENTS = 4000
 """Segments and marks the kernel keeps for a new view (the browser keeps its own bounded window)."""
 
+HOVER_FRAMES = 8
+"""Frames a hover lists (an audio run counts as one, folded); the rest are counted ("and N more")."""
+
+_MOMENTS = 2 * MAX_SEGMENTS
+# Entries kept by time for the marks the fold's events make (a barge-in, an error): not audio, not progress.
+_QUIET_TYPES = ("playback.progress",)
+
 
 def _rms_db(pcm: bytes) -> float:
     """Level of 16-bit PCM in dB full scale (-90 for silence)."""
@@ -76,13 +87,79 @@ def _value(entry: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+def _frame_item(entry: Mapping[str, Any], seq: int, t: float, direction: Any, kind: str) -> dict[str, Any]:
+    """One frame as a hover lists it: direction, time, type and a short payload (the inspector's)."""
+    audio = bool(_value(entry, "audio_bytes")) or kind in _QUIET_TYPES
+    item = {"direction": str(direction or ""), "t": round(t, 3), "type": kind, "summary": "", "n": 1,
+            "audio_ms": None, "t_end": round(t, 3), "seq": seq, "last_seq": seq, "audio": audio, "text": ""}
+    if kind in _QUIET_TYPES:
+        item["audio_ms"] = float(_value(entry, "played_ms") or 0.0)   # played so far, not a duration
+    elif audio:
+        item["audio_ms"] = float(_value(entry, "audio_ms") or 0.0)
+        item["text"] = _alignment_text(_value(entry, "alignment")) if kind == "server.new-message" else ""
+    else:
+        item["summary"] = summarize(entry)
+    return item
+
+
+class _Members:
+    """The frames a segment or mark stands for: the first few, audio runs folded, the rest counted."""
+
+    __slots__ = ("items", "more")
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.more = 0
+
+    def add(self, frame: dict[str, Any]) -> None:
+        last = self.items[-1] if self.items else None
+        if last is not None and last["seq"] == frame["seq"]:
+            return
+        if last is not None and frame["audio"] and last["audio"] and last["type"] == frame["type"] \
+                and last["direction"] == frame["direction"]:
+            last["n"] += 1
+            last["t_end"], last["last_seq"] = frame["t"], frame["seq"]
+            if frame["type"] in _QUIET_TYPES:
+                last["audio_ms"] = frame["audio_ms"]
+            else:
+                last["audio_ms"] = round(last["audio_ms"] + frame["audio_ms"], 3)
+                if len(last["text"]) <= 80:
+                    last["text"] += frame["text"]
+            _fold_summary(last)
+            return
+        if len(self.items) >= HOVER_FRAMES:
+            self.more += 1
+            return
+        item = dict(frame)
+        if item["audio"]:
+            _fold_summary(item)
+        self.items.append(item)
+
+
+def _fold_summary(item: dict[str, Any]) -> None:
+    """``audio ×250, 5.0 s`` (and the words of agent audio), as the inspector folds a run."""
+    if item["type"] in _QUIET_TYPES:
+        item["summary"] = f"×{item['n']}, played {item['audio_ms']:.0f} ms"
+        return
+    head = f"audio ×{item['n']}, {item['audio_ms'] / 1000:.1f} s"
+    item["summary"] = f"{head} “{_cut(item['text'])}”" if item["text"] else head
+
+
+def _title(thing: Mapping[str, Any]) -> str:
+    if "lane" in thing:
+        return f"{thing['label']}: {thing['t0']:.3f}–{thing['t1']:.3f} s"
+    return f"{thing['kind']} at {thing['t']:.3f} s: {thing['label']}"
+
+
 class LiveTimeline(anywidget.AnyWidget):
     """Agent state, levels of both sides and a timeline strip of the call, live.
 
     Traits: ``state`` (one of :data:`AGENT_STATES`, set by the kernel), ``span_s`` (seconds the strip shows,
     default 30). Segments: ``{"id", "lane", "t0", "t1", "seq0", "seq1", "n", "label", "role"}`` with ``lane``
-    one of ``vad``, ``user``, ``agent``, ``heard``; marks: ``{"t", "kind", "label", "seq"}`` with ``kind``
+    one of ``vad``, ``user``, ``agent``, ``heard``; marks: ``{"id", "t", "kind", "label", "seq"}`` with ``kind``
     ``barge-in``, ``event``, ``error`` or ``discarded``. :meth:`segments` and :meth:`marks` return them.
+    Hovering one in the browser lists the frames it stands for (:meth:`hover`: direction, time, type, a short
+    payload, audio runs folded), asked from the kernel as the pointer rests, so the browser holds no frames.
 
     Next: display it under a :class:`~amigo_lab.widgets.SessionPanel`, or :meth:`follow` a session.
     """
@@ -101,6 +178,11 @@ class LiveTimeline(anywidget.AnyWidget):
         self._new_marks: list[dict[str, Any]] = []
         self._levels: list[tuple[float, str, float]] = []
         self._open: dict[tuple[str, str], dict[str, Any]] = {}   # (lane, message or "") -> open segment
+        self._members: dict[int, _Members] = {}        # segment id -> the frames it stands for
+        self._mark_members: dict[int, _Members] = {}   # mark id -> its frames
+        self._moments: collections.OrderedDict[float, list[dict[str, Any]]] = collections.OrderedDict()
+        self._next_mark = 0
+        self._frame: dict[str, Any] = {}               # the entry being fed, as a hover lists it
         self._roles: dict[str, str] = {}
         self._next_id = 0
         self._now = 0.0
@@ -130,6 +212,9 @@ class LiveTimeline(anywidget.AnyWidget):
             self._levels.clear()
             self._open.clear()
             self._roles.clear()
+            self._members.clear()
+            self._mark_members.clear()
+            self._moments.clear()
         self._send_safely({"kind": "reset"})
         last = [-1]
 
@@ -183,6 +268,11 @@ class LiveTimeline(anywidget.AnyWidget):
         seq = int(_value(entry, "seq") or 0)
         with self._lock:
             self._now = max(self._now, t)
+            self._frame = _frame_item(entry, seq, t, direction, kind)
+            if not self._frame["audio"] and kind not in _QUIET_TYPES:
+                self._moments.setdefault(round(t, 6), []).append(self._frame)
+                while len(self._moments) > _MOMENTS:
+                    self._moments.popitem(last=False)
             audio_ms = _value(entry, "audio_ms")
             if direction == "sent" and kind == "client.new-audio-message" and _value(entry, "audio_bytes"):
                 self._extend("user", "", t, t + float(audio_ms or 0) / 1000.0, seq, "user audio")
@@ -206,6 +296,7 @@ class LiveTimeline(anywidget.AnyWidget):
                 if seg is not None:
                     seg["t1"], seg["seq1"], seg["n"] = t, seq, seg["n"] + 1
                     self._dirty[seg["id"]] = seg
+                    self._member(seg)
             elif kind == "server.vad-mode-switched":
                 self._vad_on = bool(_value(entry, "vad_mode_on"))
                 self._set_state("listening" if self._vad_on else "idle")
@@ -218,6 +309,7 @@ class LiveTimeline(anywidget.AnyWidget):
                 else:
                     seg["t1"], seg["seq1"], seg["n"] = seg["t0"] + played, seq, seg["n"] + 1
                     self._dirty[seg["id"]] = seg
+                    self._member(seg)
                 if kind != "playback.progress":
                     done = self._open.pop(("heard", message_id), None)
                     if done is not None and kind == "playback.flushed":
@@ -226,7 +318,7 @@ class LiveTimeline(anywidget.AnyWidget):
                         self._set_state("listening" if self._vad_on else "idle")
             elif direction == "sent" and kind == "client.new-text-message" and \
                     _value(entry, "message_type") == "external-event":
-                self._mark(t, "event", str(_value(entry, "text") or "external event"), seq)
+                self._mark(t, "event", str(_value(entry, "text") or "external event"), seq, [self._frame])
             elif kind == "connection.closed":
                 self._open.clear()
                 self._set_state("idle")
@@ -242,13 +334,36 @@ class LiveTimeline(anywidget.AnyWidget):
                    "label": label, "role": role}
             self._open[(lane, key)] = seg
             self._segments[seg["id"]] = seg
+            self._members[seg["id"]] = _Members()
             while len(self._segments) > MAX_SEGMENTS:
-                self._segments.pop(next(iter(self._segments)))
+                old = next(iter(self._segments))
+                self._segments.pop(old)
+                self._members.pop(old, None)
         self._dirty[seg["id"]] = seg
+        self._member(seg)
 
-    def _mark(self, t: float, kind: str, label: str, seq: int | None = None) -> None:
-        mark = {"t": t, "kind": kind, "label": label, "seq": seq}
+    def _member(self, seg: dict[str, Any]) -> None:
+        """The frame being fed belongs to ``seg``: what its hover lists."""
+        members = self._members.get(seg["id"])
+        if members is not None:
+            members.add(self._frame)
+
+    def _mark(self, t: float, kind: str, label: str, seq: int | None = None,
+              frames: list[dict[str, Any]] | None = None) -> None:
+        if frames is None:
+            # A mark of the fold's (barge-in, error, discarded speech) stands for the frames at its moment.
+            frames = list(self._moments.get(round(t, 6), ()))
+        if seq is None and frames:
+            seq = frames[0]["seq"]          # a click finds it in the inspector, as any mark's
+        self._next_mark += 1
+        mark: dict[str, Any] = {"id": self._next_mark, "t": t, "kind": kind, "label": label, "seq": seq}
+        members = _Members()
+        for frame in frames:
+            members.add(frame)
+        self._mark_members[self._next_mark] = members
         self._marks.append(mark)
+        for dropped in self._marks[:-MAX_SEGMENTS]:
+            self._mark_members.pop(dropped["id"], None)
         del self._marks[:-MAX_SEGMENTS]
         self._new_marks.append(mark)
 
@@ -332,7 +447,40 @@ class LiveTimeline(anywidget.AnyWidget):
         self._select_sinks.append(callback)
         return lambda: self._select_sinks.remove(callback) if callback in self._select_sinks else None
 
+    def hover(self, *, segments: Sequence[int] = (), marks: Sequence[int] = ()) -> dict[str, Any]:
+        """What hovering these segments and marks (by ``id``) shows: ``{"items": [{"ref", "title", "frames"}],
+        "more"}``, each frame ``{"direction", "t", "type", "summary", "n", "audio_ms", "t_end", "seq",
+        "last_seq"}`` (an audio run folded into one, ``n`` frames). At most :data:`HOVER_FRAMES` frames in all;
+        ``more`` counts the rest. The browser asks for it as the pointer rests on a mark."""
+        items: list[dict[str, Any]] = []
+        budget, more = HOVER_FRAMES, 0
+        with self._lock:
+            refs = [(f"s{i}", self._segments.get(int(i)), self._members.get(int(i))) for i in segments]
+            by_id = {m["id"]: m for m in self._marks[-MAX_SEGMENTS:]} if marks else {}
+            refs += [(f"m{i}", by_id.get(int(i)), self._mark_members.get(int(i))) for i in marks]
+            for ref, thing, members in refs:
+                if thing is None:
+                    continue
+                frames = members.items if members is not None else []
+                shown = [dict(f) for f in frames[:budget]]
+                budget -= len(shown)
+                more += len(frames) - len(shown) + (members.more if members is not None else 0)
+                items.append({"ref": ref, "title": _title(thing), "frames": shown})
+        for item in items:
+            for frame in item["frames"]:
+                frame.pop("audio", None)
+                frame.pop("text", None)
+        return {"items": items, "more": more}
+
     def _handle_message(self, _widget: Any, content: Any, _buffers: list) -> None:
+        if isinstance(content, dict) and content.get("kind") == "hover":
+            try:
+                answer = self.hover(segments=[int(i) for i in content.get("segments", [])][:8],
+                                    marks=[int(i) for i in content.get("marks", [])][:8])
+            except (TypeError, ValueError):
+                return
+            self._send_safely({"kind": "hover", "id": content.get("id"), **answer})
+            return
         if isinstance(content, dict) and content.get("kind") == "select" and content.get("seq") is not None:
             for sink in list(self._select_sinks):
                 sink(int(content["seq"]))

@@ -32,6 +32,9 @@ def test_user_audio_vad_segments_levels_and_state(front_end, session, question_p
                timeout=60, what="a closed server VAD segment")
     user = _lane(timeline, "user")
     assert user and sum(s["n"] for s in user) >= 25 + 60
+    vad = next(s for s in _lane(timeline, "vad") if s["t1"] > s["t0"])
+    [item] = _hover(front_end, timeline, segments=[vad["id"]])["items"]
+    assert [f["type"] for f in item["frames"]] == ["server.vad-speech-started", "server.vad-speech-ended"]
     front_end.custom(timeline, {"kind": "hello"})
     wait_until(lambda: any(m[0]["kind"] == "update" and m[0]["levels"] for m in front_end.sent(timeline)),
                what="levels sent to the browser")
@@ -49,3 +52,63 @@ def test_updates_are_batched(front_end, session, wait_until):
     wait_until(lambda: sum(len(m[0]["segments"]) for m in front_end.sent(timeline, "update")) > 0,
                what="an update")
     assert len(front_end.sent(timeline, "update")) < 200 / 5
+
+
+def _hover(front_end, timeline, **refs):
+    front_end.custom(timeline, {"kind": "hover", "id": 7, **refs})
+    answer = front_end.sent(timeline, "hover")[-1][0]
+    assert answer["id"] == 7
+    return answer
+
+
+def test_hovering_an_answer_lists_its_pieces_folded_as_one_audio_run(front_end, session, wait_until):
+    timeline = LiveTimeline(session)
+    reply = session.say("what are your opening hours").result(timeout=60)
+    frames = session.frames
+    pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
+    agent = wait_until(lambda: [s for s in _lane(timeline, "agent") if s["seq1"] == int(pieces["seq"].max())],
+                       what="the answer's segment")[0]
+    answer = _hover(front_end, timeline, segments=[agent["id"]])
+    [item] = answer["items"]
+    assert item["title"].startswith("answer: ") and answer["more"] == 0
+    [run] = item["frames"]
+    assert run["type"] == "server.new-message" and run["direction"] == "received"
+    assert run["n"] == len(pieces) and run["seq"] == int(pieces["seq"].min())
+    assert run["last_seq"] == int(pieces["seq"].max())
+    assert run["t"] == round(float(pieces["t"].min()), 3)
+    assert run["summary"].startswith(f"audio ×{len(pieces)}, {pieces['audio_ms'].sum() / 1000:.1f} s")
+    assert reply.text[:10] in run["summary"]                   # the words of the audio, from its alignment
+
+
+def test_hovering_an_event_mark_lists_the_event_sent(front_end, session, wait_until):
+    timeline = LiveTimeline(session)
+    session.event("the patient uploaded an insurance card")
+    mark = wait_until(lambda: [m for m in timeline.marks() if m["kind"] == "event"], what="the event mark")[0]
+    [item] = _hover(front_end, timeline, marks=[mark["id"]])["items"]
+    [frame] = item["frames"]
+    assert frame["type"] == "client.new-text-message" and frame["direction"] == "sent"
+    assert frame["seq"] == mark["seq"] and "insurance card" in frame["summary"]
+
+
+def test_a_hover_lists_eight_frames_then_counts_the_rest(front_end):
+    timeline = LiveTimeline()
+    seq = 0
+
+    def feed(**entry):
+        nonlocal seq
+        seq += 1
+        timeline.feed({"seq": seq, **entry})
+
+    for k in range(250):
+        feed(t=1.0 + k * 0.02, direction="sent", type="client.new-audio-message", audio_bytes=640, audio_ms=20.0)
+    for k in range(12):
+        feed(t=9.0, direction="sent", type="client.new-text-message", message_type="external-event", text=f"e{k}")
+    [user] = _lane(timeline, "user")
+    [item] = _hover(front_end, timeline, segments=[user["id"]])["items"]
+    assert [f["summary"] for f in item["frames"]] == ["audio ×250, 5.0 s"]
+    answer = _hover(front_end, timeline, marks=[m["id"] for m in timeline.marks()][:8])
+    assert sum(len(i["frames"]) for i in answer["items"]) == 8 and answer["more"] == 0
+    answer = timeline.hover(marks=[m["id"] for m in timeline.marks()])
+    assert sum(len(i["frames"]) for i in answer["items"]) == 8 and answer["more"] == 4
+    assert answer["items"][0]["frames"][0]["summary"] == "“e0”"
+    assert timeline.hover(segments=[999])["items"] == []          # gone from the kernel: nothing to list
