@@ -168,15 +168,18 @@ def _is(column: pd.Series, value: str) -> np.ndarray:
     return (column == value).fillna(False).to_numpy(dtype=bool)
 
 
-def scan(frames: pd.DataFrame) -> Scan:
-    """Read a frame log for one pass (see :class:`Scan`); the log is checked and sorted by ``seq`` first."""
+def scan(frames: pd.DataFrame, *, chunks_only: bool = False) -> Scan:
+    """Read a frame log for one pass (see :class:`Scan`); the log is checked and sorted by ``seq`` first.
+
+    ``chunks_only``: leave ``others`` empty, for a caller that needs the chunks' timing alone.
+    """
     frames = check_frames(frames)
     size = _numbers(frames["audio_bytes"])
     ms = _numbers(frames["audio_ms"])
     # frame_audio_ms, column-wise: audio_ms, else PCM16 bytes at 16 kHz, else 0.
     audio_ms = np.where(np.isnan(ms), np.where(np.isnan(size), 0.0, size / _PCM_BYTES_PER_MS), ms)
     chunk = _is(frames["direction"], SENT) & _is(frames["type"], NewAudioMessage.TYPE) & (size > 0)
-    others = records(frames.iloc[np.flatnonzero(~chunk)])
+    others = [] if chunks_only else records(frames.iloc[np.flatnonzero(~chunk)])
     return Scan(_numbers(frames["t"]), audio_ms, chunk, others)
 
 
@@ -199,7 +202,7 @@ def upload_pace(frames: pd.DataFrame | Scan) -> Callable[[float, float], float]:
 
 def measured_pace(frames: pd.DataFrame | Scan) -> Callable[[float, float], float | None]:
     """:func:`upload_pace`, but None for a span with fewer than two chunks sent in it."""
-    log = frames if isinstance(frames, Scan) else scan(frames)
+    log = frames if isinstance(frames, Scan) else scan(frames, chunks_only=True)
     times, durations = log.chunk_t, log.chunk_ms / 1000.0
     if len(times) > 1 and np.any(np.diff(times) < 0):
         order = np.argsort(times, kind="stable")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from amigo_lab.analysis._frames import TROUBLE_TYPES, check_frames
+from amigo_lab.analysis._frames import REAL_TIME_PACE, TROUBLE_TYPES, check_frames
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.languages import languages, latency_by_language
 from amigo_lab.analysis.spectrogram import TURN_MARKS, pooled_spectrogram, silence_gap_latency, upload_pace
@@ -45,7 +45,7 @@ _META_FIELDS = ("organization", "region", "service_id", "response_format", "audi
                 "started_at", "ended_at", "lab_version")
 _TURN_VIEW = ("turn", "user_kind", "transcript", "reply_text", "filler_text", "latency_first_text_ms",
               "latency_first_audio_ms", "latency_first_answer_audio_ms", "latency_complete_ms", "interrupted",
-              "heard_ms", "n_events", "status", "error", "user_language", "agent_language")
+              "heard_ms", "n_events", "status", "real_time", "error", "user_language", "agent_language")
 # The full turns table is shown too up to this many turns; beyond, the compact one keeps the page light.
 _FULL_TABLE_TURNS = 60
 _SR = SAMPLE_RATE
@@ -55,8 +55,6 @@ _USER_MARGIN_S = 0.15
 _MAX_CLIP_S = 120.0
 _SPECTROGRAM_COLUMNS = 900
 _FRAMES_PER_COLUMN = 32
-# Sent audio at less than this fraction of real time over the session means it was not a real-time session.
-_REAL_TIME_PACE = 0.8
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -94,10 +92,12 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
         sections = []
 
         steps.set_postfix_str("turns")
-        table = turns(frames)  # once: every section below reads this table
+        table = turns(frames, fast=session.fast)  # once: every section below reads this table
+        # Decoded even with audio=False: the players are left out, not what is drawn or measured from the
+        # audio (the spectrograms, the reference VAD lane and the audio cross-check of latency).
         user = session.audio_track("sent", sr=_SR)
         agent = session.audio_track("received", sr=_SR)
-        fast = _not_real_time(session.meta, frames)
+        fast = _not_real_time(session.meta, frames, table)
         sections.append(_section("Turns", _turns_html(table, user if audio else None, agent if audio else None)))
         steps.update()
 
@@ -146,13 +146,18 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
     return target
 
 
-def _not_real_time(meta: dict[str, Any], frames: pd.DataFrame) -> str | None:
+def _not_real_time(meta: dict[str, Any], frames: pd.DataFrame, table: pd.DataFrame) -> str | None:
     """Why this session's timings are not real time, or None when they are."""
     if meta.get("fast"):
         return ("Recorded with --fast: audio went faster than real time, so the latencies, the timeline and "
-                "the spectrograms show compressed time, not what a caller would have experienced.")
+                "the spectrograms show compressed time, not what a caller would have experienced (the turns "
+                "table's real_time column says which turns).")
+    late = int((~table["real_time"].astype(bool)).sum())
+    if late:
+        return (f"The user's audio of {late} of {len(table)} turns was sent faster than real time (real_time is "
+                "false in the turns table), so their latencies and the timeline are not real-time figures.")
     sent = frames[(frames["direction"] == "sent") & (frames["audio_bytes"].fillna(0) > 0).astype(bool)]
-    if len(sent) >= 50 and upload_pace(frames)(-math.inf, math.inf) < _REAL_TIME_PACE:
+    if len(sent) >= 50 and upload_pace(frames)(-math.inf, math.inf) < REAL_TIME_PACE:
         return ("The user's audio was sent faster than real time, so the voice latencies and the timeline are "
                 "not real-time figures.")
     return None

@@ -9,7 +9,6 @@ the silence between the user's speech and the agent's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,14 +17,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from amigo_lab.analysis._audio import check_sr, float_audio
-from amigo_lab.analysis._frames import check_frames
+from amigo_lab.analysis._frames import REAL_TIME_PACE as _REAL_TIME_PACE
+from amigo_lab.analysis._frames import check_frames, upload_pace
 from amigo_lab.analysis.errors import AnalysisError
 from amigo_lab.analysis.turns import turns
 from amigo_lab.analysis.vad import vad_segments
-from amigo_lab.protocol import NewAudioMessage
 
 __all__ = ["mel_filters", "mel_frequencies", "pooled_spectrogram", "silence_gap_latency", "spectrogram",
-           "spectrogram_figure"]
+           "spectrogram_figure", "upload_pace"]
 
 # Spectrogram values below this (dB re full scale) are floor; an all-silent track shows as this.
 _FLOOR_DB = -100.0
@@ -79,14 +78,21 @@ _BLOCK_FRAMES = 4096
 def _mel_power(samples: np.ndarray, *, sr: int, n_fft: int, hop: int, filters: np.ndarray,
                pool: int = 1) -> np.ndarray:
     """Mel power of centred, Hann-windowed frames (zero padding at the ends), averaged over ``pool`` frames."""
-    padded = np.pad(samples.astype(np.float32, copy=False), n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    samples = samples.astype(np.float32, copy=False)
+    half = n_fft // 2
+    # Frame k is centred on sample k * hop: as if the track were padded with n_fft // 2 zeros at each end,
+    # but only the blocks at the ends are padded, so a long track is never copied whole.
+    n = (len(samples) + 2 * half - n_fft) // hop + 1
     window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    n = len(frames)
     step = max(pool, _BLOCK_FRAMES // pool * pool)
     out = []
     for start in range(0, n, step):
-        block = frames[start: start + step] * window
+        count = min(step, n - start)
+        first, last = start * hop - half, (start + count - 1) * hop - half + n_fft
+        piece = samples[max(first, 0): min(last, len(samples))]
+        if first < 0 or last > len(samples):
+            piece = np.pad(piece, (max(-first, 0), max(last - len(samples), 0)))
+        block = np.lib.stride_tricks.sliding_window_view(piece, n_fft)[::hop] * window
         power = np.abs(np.fft.rfft(block, axis=1)) ** 2
         mel = (power.astype(np.float32) @ filters.T).T
         if pool > 1:
@@ -233,9 +239,11 @@ def _active_frames(audio: np.ndarray, *, sr: int, frame_ms: float, threshold_db:
     n = len(audio) // hop
     if n == 0:
         return np.zeros(0, dtype=bool), hop / sr
-    blocks = audio[: n * hop].astype(np.float64).reshape(n, hop)
-    rms = np.sqrt(np.mean(blocks ** 2, axis=1))
-    return 20.0 * np.log10(np.maximum(rms, 1e-12)) > threshold_db, hop / sr
+    blocks = audio[: n * hop].reshape(n, hop)
+    # Sum of squares per frame without a float64 copy of the track (an hour is 230 MB in float32 already);
+    # einsum accumulates each frame's few hundred samples, so float32 keeps the level to far below 0.1 dB.
+    power = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / hop
+    return 10.0 * np.log10(np.maximum(power, 1e-24)) > threshold_db, hop / sr
 
 
 def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: int, frames: pd.DataFrame,
@@ -268,23 +276,27 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
     table = turns(frames) if turns_table is None else turns_table
     pace = upload_pace(check_frames(frames))
     starts = table["user_start_t"].to_numpy(float)
+    # Each turn's window ends at the earliest start among the later turns: a running minimum from the end.
+    later = np.minimum.accumulate(np.where(np.isnan(starts), np.inf, starts)[::-1])[::-1]
+    untils = np.concatenate([later[1:], [np.inf]])
     out = []
-    for i, row in enumerate(table.itertuples(index=False)):
+    for row, until in zip(table.itertuples(index=False), untils.tolist(), strict=True):
         if row.user_kind not in ("audio", "voice") or math.isnan(row.user_start_t):
             continue
-        later = starts[i + 1:][~np.isnan(starts[i + 1:])]
-        until = later.min() if len(later) else math.inf
         user_end = agent_start = math.nan
         note: str | None
         if pace(row.user_start_t, row.user_end_t) < _REAL_TIME_PACE:
             note = "audio uploaded faster than real time"
         else:
-            mine = user_ends[(user_ends > row.user_start_t) & (user_ends < until)]
+            # Both arrays are sorted: each turn looks up its window instead of scanning the whole track.
+            mine = user_ends[np.searchsorted(user_ends, row.user_start_t, side="right"):
+                             np.searchsorted(user_ends, until, side="left")]
             if not len(mine):
                 note = "no user speech above the threshold"
             else:
                 user_end = float(mine[-1])
-                after = onsets[(onsets >= user_end) & (onsets < until)]
+                first = np.searchsorted(onsets, user_end, side="left")
+                after = onsets[first: np.searchsorted(onsets, until, side="left")]
                 agent_start = float(after[0]) if len(after) else math.nan
                 note = None if len(after) else "no agent onset above the threshold"
         gap = round((agent_start - user_end) * 1000.0, 3)
@@ -296,24 +308,3 @@ def silence_gap_latency(user_audio: np.ndarray, agent_audio: np.ndarray, *, sr: 
                "latency_first_audio_ms", "difference_ms", "note"]
     dtypes = {"turn": "int64", **dict.fromkeys(columns[1:-1], "float64"), "note": "string"}
     return pd.DataFrame(out, columns=columns).astype(dtypes)
-
-
-# Audio sent at less than this fraction of real time (send span / audio duration) was uploaded in bursts.
-_REAL_TIME_PACE = 0.8
-
-
-def upload_pace(frames: pd.DataFrame) -> Callable[[float, float], float]:
-    """A function of a time span giving how fast the user's audio sent in it went out: 1.0 = real time."""
-    sent = frames[(frames["direction"] == "sent") & (frames["type"] == NewAudioMessage.TYPE)
-                  & (frames["audio_bytes"].fillna(0) > 0)]
-    times = sent["t"].to_numpy(float)
-    durations = sent["audio_ms"].astype(float).fillna(0.0).to_numpy() / 1000.0
-
-    def pace(begin: float, end: float) -> float:
-        inside = (times >= begin - 0.05) & (times <= end)
-        if inside.sum() < 2:
-            return 1.0
-        span = times[inside][-1] + durations[inside][-1] - times[inside][0]
-        return span / max(durations[inside].sum(), 1e-9)
-
-    return pace
