@@ -12,9 +12,15 @@ service may differ, and a secondary oddity must never cost the audio:
   large disagreement usually means a wrong sample rate, and :meth:`MessageAudio.disagreement` says so.
 
 Runs on the session's loop thread; no I/O.
+
+Decoded MP3 samples are shared, never decoded again: :func:`on_decoded` lets a display (the live timeline's
+level meter and waveform) see each MP3 piece's samples as they are decoded here.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,6 +31,31 @@ SAMPLE_RATE = _audio.SAMPLE_RATE
 SPAN_RATIO_RANGE = (0.75, 1.25)
 #: Messages shorter than this are too short to judge the alignment span against.
 MIN_SPAN_CHECK_MS = 300.0
+
+
+DecodedListener = Callable[["MessageAudio", "bytes | None", "np.ndarray | None"], object]
+_decoded_listeners: list[DecodedListener] = []
+
+
+def on_decoded(callback: DecodedListener) -> Callable[[], None]:
+    """Call ``callback(message, piece, samples)`` as agent MP3 audio is decoded; returns a remover.
+
+    ``piece`` is the bytes object :meth:`MessageAudio.add` got (the one the frame's ``audio_bytes()``
+    returns, so a caller holding the frame can tell which piece it is by identity) and ``samples`` its
+    float32 samples at 16 kHz. A message decoded as one stream reports each piece with ``samples=None`` when
+    it is kept, then ``piece=None`` with the whole message so far each time the stream is decoded. Runs on
+    the thread that decodes (the session's loop): keep it short; exceptions are logged and swallowed.
+    """
+    _decoded_listeners.append(callback)
+    return lambda: _decoded_listeners.remove(callback) if callback in _decoded_listeners else None
+
+
+def _tell(message: MessageAudio, piece: bytes | None, samples: np.ndarray | None) -> None:
+    for listener in list(_decoded_listeners):
+        try:
+            listener(message, piece, samples)
+        except Exception:  # a display's bug never costs the audio
+            logging.getLogger(__name__).exception("an on_decoded callback failed")
 
 
 def _starts_mp3_stream(data: bytes) -> bool:
@@ -66,14 +97,20 @@ class MessageAudio:
             return
         self._mp3_bytes += data
         if self.mp3_stream:
+            _tell(self, data, None)
             return
         if not _starts_mp3_stream(data):
             self._to_stream("a piece does not start an MP3 stream")
+            _tell(self, data, None)
             return
         try:
-            self._mp3_pieces.append(_audio.decode_mp3(data, sr=SAMPLE_RATE))
+            samples = _audio.decode_mp3(data, sr=SAMPLE_RATE)
         except _audio.AudioError:
             self._to_stream("a piece does not decode alone")
+            _tell(self, data, None)
+            return
+        self._mp3_pieces.append(samples)
+        _tell(self, data, samples)
 
     def _to_stream(self, why: str) -> None:
         self.mp3_stream = True
@@ -105,7 +142,9 @@ class MessageAudio:
         if self.audio_format == "mp3":
             if self.mp3_stream:
                 try:
-                    return _audio.decode_mp3(bytes(self._mp3_bytes), sr=SAMPLE_RATE)
+                    whole = _audio.decode_mp3(bytes(self._mp3_bytes), sr=SAMPLE_RATE)
+                    _tell(self, None, whole)
+                    return whole
                 except _audio.AudioError as exc:
                     self.notes.append(f"the message's MP3 stream does not decode: {exc}")
                     return np.zeros(0, np.float32)

@@ -11,7 +11,7 @@ const COLORS = { vad: "#e6550d", user: "#2a7ab9", answer: "#3182bd", filler: "#9
 const MARK_COLORS = { "barge-in": "#d62728", event: "#8c564b", error: "#c0392b", discarded: "#999" };
 const ARROWS = { sent: "↑", received: "↓", local: "·" };
 const KEEP_S = 600;          // seconds of history the browser keeps
-const LEVEL_KEEP = 6000;     // level points kept
+const LEVEL_KEEP = 6000;     // level points kept (both sides, 20 a second each: over two minutes)
 const STATES = { idle: "idle", listening: "listening", "user speaking": "user speaking", thinking: "thinking",
   "agent speaking": "agent speaking", interrupted: "interrupted" };
 
@@ -42,7 +42,9 @@ function render({ model, el }) {
   let levels = [];      // [t, side, db]
   let now = 0;
   let frameRequested = false;
-  let lastLevel = { in: -90, out: -90 };
+  const peak = { in: -90, out: -90 };   // the loudest each meter showed (a test reads it)
+  let kernelNow = 0;      // the session clock at the last update, and when it came
+  let kernelAt = 0;
   const LANE_H = 14, LEVEL_H = 34, LABEL_W = 92, TOP = 4;
 
   function schedule() {
@@ -59,6 +61,8 @@ function render({ model, el }) {
 
   function draw() {
     frameRequested = false;
+    // Between updates the session clock moves on as real time does.
+    if (kernelAt) now = Math.max(now, kernelNow + (performance.now() - kernelAt) / 1000);
     const width = Math.max(300, root.clientWidth || 600);
     const height = TOP + LEVEL_H + LANES.length * (LANE_H + 4) + 18;
     const ratio = window.devicePixelRatio || 1;
@@ -71,16 +75,28 @@ function render({ model, el }) {
     g.clearRect(0, 0, width, height);
     g.font = "11px sans-serif";
     g.fillStyle = "#666";
-    g.fillText("levels", 4, TOP + 14);
-    const mid = TOP + LEVEL_H / 2;
-    for (const [t, side, db] of levels) {
+    // Two small waveforms, the user's above the agent's: each bin's lowest to highest sample.
+    const ROW = LEVEL_H / 2;
+    g.fillText("user", 4, TOP + ROW - 4);
+    g.fillText("agent", 4, TOP + LEVEL_H - 4);
+    g.fillStyle = "#eee";
+    g.fillRect(LABEL_W, TOP + ROW / 2, width - LABEL_W, 0.5);
+    g.fillRect(LABEL_W, TOP + ROW + ROW / 2, width - LABEL_W, 0.5);
+    let drawnIn = 0, drawnOut = 0;
+    for (const [t, side, , lo, hi] of levels) {
+      if (t > now) continue;          // agent audio received ahead of its time shows as it plays
       const px = x(t, width);
       if (px < LABEL_W) continue;
-      const amp = Math.max(0, (db + 60) / 60) * (LEVEL_H / 2 - 1);
+      const centre = TOP + (side === "in" ? ROW / 2 : ROW + ROW / 2);
+      const half = ROW / 2 - 1;
       g.fillStyle = side === "in" ? COLORS.user : COLORS.answer;
-      if (side === "in") g.fillRect(px, mid - amp, 1.5, amp);
-      else g.fillRect(px, mid, 1.5, amp);
+      const y0 = centre - Math.max(0, hi) * half;
+      const y1 = centre - Math.min(0, lo) * half;
+      g.fillRect(px, y0, 1.5, Math.max(1, y1 - y0));
+      if (side === "in") drawnIn++; else drawnOut++;
     }
+    root.dataset.waveIn = String(drawnIn);
+    root.dataset.waveOut = String(drawnOut);
     LANES.forEach(([lane, label], i) => {
       const y = TOP + LEVEL_H + i * (LANE_H + 4);
       g.fillStyle = "#666";
@@ -116,8 +132,26 @@ function render({ model, el }) {
     root.dataset.state = model.get("state");
     root.dataset.segments = String(segments.size);
     root.dataset.marks = String(marks.length);
-    inMeter.style.setProperty("--level", `${Math.max(0, (lastLevel.in + 60) / 60) * 100}%`);
-    outMeter.style.setProperty("--level", `${Math.max(0, (lastLevel.out + 60) / 60) * 100}%`);
+    // The meters show each side's level at the clock's now: the newest bin not ahead of it, if recent.
+    const current = { in: -90, out: -90 };
+    let ahead = false;
+    for (let i = levels.length - 1; i >= 0; i--) {
+      const [t, side, db] = levels[i];
+      if (t > now) { ahead = true; continue; }
+      if (now - t > 0.25) break;
+      if (current[side] === -90) current[side] = db;
+    }
+    for (const [side, meter] of [["in", inMeter], ["out", outMeter]]) {
+      meter.style.setProperty("--level", `${Math.max(0, (current[side] + 60) / 60) * 100}%`);
+      meter.dataset.db = String(current[side]);
+      peak[side] = Math.max(peak[side], current[side]);
+    }
+    root.dataset.levelIn = String(current.in);
+    root.dataset.levelOut = String(current.out);
+    root.dataset.peakOut = String(peak.out);
+    root.dataset.peakIn = String(peak.in);
+    // While audio is playing ahead or a level is fresh, keep the clock and meters moving.
+    if (ahead || current.in > -90 || current.out > -90) schedule();
   }
 
   // What is under the pointer: the marks within 3 px and the segments of the lane it is in.
@@ -207,14 +241,18 @@ function render({ model, el }) {
       marks = [];
       levels = [];
       now = 0;
+      kernelNow = 0;
+      kernelAt = 0;
     } else if (msg.kind === "update") {
-      now = Math.max(now, msg.now ?? now);
+      if (msg.now !== undefined && msg.now !== null) {
+        kernelNow = msg.now;
+        kernelAt = performance.now();
+        now = Math.max(now, msg.now);
+      }
       for (const seg of msg.segments) segments.set(seg.id, seg);
       marks.push(...msg.marks);
-      for (const level of msg.levels) {
-        levels.push(level);
-        lastLevel[level[1]] = level[2];
-      }
+      for (const level of msg.levels) levels.push(level);
+      if (msg.levels.length) levels.sort((a, b) => a[0] - b[0]);
       if (levels.length > LEVEL_KEEP) levels = levels.slice(-LEVEL_KEEP);
       const oldest = now - KEEP_S;
       if (marks.length && marks[0].t < oldest) marks = marks.filter((m) => m.t >= oldest);

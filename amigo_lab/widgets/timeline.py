@@ -5,9 +5,12 @@ as received (answer and filler apart) and as actually heard (cut at the flush), 
 external events and errors. Hovering a segment or mark lists the frames it stands for (the first
 :data:`HOVER_FRAMES`, audio runs folded as ``audio ×250, 5.0 s``); a click finds its first frame in the
 panel's inspector. Above the lanes: what the
-agent is doing (listening, user speaking, thinking, agent speaking, interrupted) and a scrolling level trace of
-both sides. The conversation's meaning (filler vs answer, barge-in, turn ends) comes from the protocol fold's
-events; levels and segment extents from the frames themselves::
+agent is doing (listening, user speaking, thinking, agent speaking, interrupted), a level meter per side and a
+small scrolling waveform of both sides (each :data:`LEVEL_BIN_S` bin's lowest and highest sample). Agent audio
+in PCM is read from its piece; in MP3 the samples are the session's own decoder's
+(:func:`amigo_lab.session.agent_audio.on_decoded`), never decoded a second time. The conversation's meaning
+(filler vs answer, barge-in, turn ends) comes from the protocol fold's events; levels and segment extents from
+the frames themselves::
 
     from amigo_lab.widgets import LiveTimeline
     LiveTimeline(session)
@@ -21,6 +24,7 @@ import collections
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from amigo_lab.audio import SAMPLE_RATE, pcm16_to_float
 from amigo_lab.protocol.fold import (
     AgentPiece,
     BargeIn,
@@ -42,7 +47,7 @@ from amigo_lab.protocol.fold import (
 )
 from amigo_lab.widgets.inspector import _alignment_text, _cut, summarize
 
-__all__ = ["AGENT_STATES", "HOVER_FRAMES", "LiveTimeline"]
+__all__ = ["AGENT_STATES", "HOVER_FRAMES", "LEVEL_BIN_S", "LiveTimeline", "envelope"]
 
 _log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -60,6 +65,12 @@ REPLAY_WINDOW_S = 600.0
 """Audio of the last this many seconds of a log is replayed when the strip follows a running session (the
 browser keeps as much); older audio makes no segments, later entries all do."""
 
+LEVEL_BIN_S = 0.05
+"""The level meters' and waveform's bin: one point per side per this many seconds of audio."""
+
+MAX_PENDING_PIECES = 64
+"""MP3 pieces waiting for the session's decoder to report their samples (older ones are forgotten)."""
+
 MAX_SEGMENTS = 4000
 """Segments and marks the kernel keeps for a new view (the browser keeps its own bounded window)."""
 
@@ -71,13 +82,23 @@ _MOMENTS = 2 * MAX_SEGMENTS
 _QUIET_TYPES = ("playback.progress",)
 
 
-def _rms_db(pcm: bytes) -> float:
-    """Level of 16-bit PCM in dB full scale (-90 for silence)."""
-    if len(pcm) < 2:
-        return -90.0
-    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
-    rms = float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
-    return max(-90.0, 20.0 * math.log10(rms)) if rms > 0 else -90.0
+def envelope(samples: np.ndarray, t0: float, side: str, *, sr: float = SAMPLE_RATE) -> list[tuple[Any, ...]]:
+    """Level and waveform points of float samples starting at ``t0`` on the session clock: one
+    ``(t, side, rms_db, lo, hi)`` per :data:`LEVEL_BIN_S` bin (dB full scale, -90 for silence; ``lo`` / ``hi``
+    the bin's lowest and highest sample, -1..1), what the strip's meters and waveform draw."""
+    samples = np.asarray(samples, dtype=np.float32).ravel()
+    if not samples.size or sr <= 0:
+        return []
+    per = max(1, int(round(sr * LEVEL_BIN_S)))
+    starts = np.arange(0, samples.size, per)
+    counts = np.diff(np.append(starts, samples.size))
+    lo = np.minimum.reduceat(samples, starts)
+    hi = np.maximum.reduceat(samples, starts)
+    power = np.add.reduceat(samples * samples, starts) / counts
+    db = np.maximum(-90.0, 10.0 * np.log10(np.maximum(power, 1e-12)))
+    times = t0 + starts / sr
+    return [(round(float(at), 3), side, round(float(d), 1), round(float(a), 3), round(float(b), 3))
+            for at, d, a, b in zip(times, db, lo, hi, strict=True)]
 
 
 def _value(entry: Mapping[str, Any], name: str) -> Any:
@@ -160,6 +181,8 @@ class LiveTimeline(anywidget.AnyWidget):
     ``barge-in``, ``event``, ``error`` or ``discarded``. :meth:`segments` and :meth:`marks` return them.
     Hovering one in the browser lists the frames it stands for (:meth:`hover`: direction, time, type, a short
     payload, audio runs folded), asked from the kernel as the pointer rests, so the browser holds no frames.
+    Levels of both sides go to the browser as ``(t, side, rms_db, lo, hi)`` points (:func:`envelope`), live only
+    (a replayed log has no audio at hand).
 
     Next: display it under a :class:`~amigo_lab.widgets.SessionPanel`, or :meth:`follow` a session.
     """
@@ -176,7 +199,11 @@ class LiveTimeline(anywidget.AnyWidget):
         self._marks: list[dict[str, Any]] = []
         self._dirty: dict[int, dict[str, Any]] = {}
         self._new_marks: list[dict[str, Any]] = []
-        self._levels: list[tuple[float, str, float]] = []
+        self._levels: list[tuple[Any, ...]] = []
+        # MP3 pieces by the identity of their bytes, until the session's decoder reports their samples.
+        self._mp3_pending: collections.OrderedDict[int, tuple[bytes, float]] = collections.OrderedDict()
+        self._mp3_messages: weakref.WeakKeyDictionary[Any, list[float]] = weakref.WeakKeyDictionary()
+        self._clock: Callable[[], float] | None = None
         self._open: dict[tuple[str, str], dict[str, Any]] = {}   # (lane, message or "") -> open segment
         self._members: dict[int, _Members] = {}        # segment id -> the frames it stands for
         self._mark_members: dict[int, _Members] = {}   # mark id -> its frames
@@ -201,10 +228,12 @@ class LiveTimeline(anywidget.AnyWidget):
 
     def follow(self, session: Any) -> None:
         """Show ``session``: its log so far, then live."""
+        from amigo_lab.session.agent_audio import on_decoded
         from amigo_lab.widgets._fold_feed import follow_fold, log_entries
 
         self.unfollow()
         with self._lock:
+            self._mp3_pending.clear()
             self._segments.clear()
             self._marks.clear()
             self._dirty.clear()
@@ -227,6 +256,9 @@ class LiveTimeline(anywidget.AnyWidget):
             self.feed(entry, frame)
 
         self._remove.append(session.on_frame(on_entry))
+        self._remove.append(on_decoded(self._on_decoded))
+        log = getattr(session, "log", None)
+        self._clock = getattr(log, "now", None)
         entries = log_entries(session)
         # Audio older than what the browser keeps would only draw segments it drops: skip it on a long log.
         until = max((float(t) for e in entries[-1:] if (t := _value(e, "t")) is not None), default=0.0)
@@ -276,7 +308,7 @@ class LiveTimeline(anywidget.AnyWidget):
             audio_ms = _value(entry, "audio_ms")
             if direction == "sent" and kind == "client.new-audio-message" and _value(entry, "audio_bytes"):
                 self._extend("user", "", t, t + float(audio_ms or 0) / 1000.0, seq, "user audio")
-                self._level(t, "in", frame, entry)
+                self._level(t, "in", frame, entry, audio_ms)
                 if not self._vad_on and self.state in ("idle", "listening"):
                     self._set_state("user speaking")       # push-to-talk: audio flows only while held
             elif direction == "received" and kind == "server.new-message" and _value(entry, "audio_bytes"):
@@ -286,7 +318,7 @@ class LiveTimeline(anywidget.AnyWidget):
                 role = self._roles.get(message_id, "answer")
                 self._extend("agent", message_id, t, start + float(audio_ms or 0) / 1000.0, seq, role, role=role,
                              gap=math.inf)
-                self._level(t, "out", frame, entry)
+                self._level(start, "out", frame, entry, audio_ms)
             elif kind == "server.vad-speech-started":
                 self._extend("vad", "", t, t, seq, "server VAD: speech", gap=math.inf)
                 if self.state != "agent speaking":
@@ -367,16 +399,47 @@ class LiveTimeline(anywidget.AnyWidget):
         del self._marks[:-MAX_SEGMENTS]
         self._new_marks.append(mark)
 
-    def _level(self, t: float, side: str, frame: Any, entry: Mapping[str, Any]) -> None:
-        if frame is None or _value(entry, "audio_format") != "pcm":
-            return      # replayed rows carry no audio; MP3 would need decoding for a meter
+    def _level(self, t: float, side: str, frame: Any, entry: Mapping[str, Any], audio_ms: Any) -> None:
+        if frame is None:
+            return      # replayed rows carry no audio
         try:
-            pcm = frame.audio_bytes()     # decoded once by the frame, shared with the player
+            data = frame.audio_bytes()     # decoded once by the frame, shared with the player and the session
         except (AttributeError, ValueError):
             return
-        if not pcm:
+        if not data:
             return
-        self._levels.append((round(t, 3), side, round(_rms_db(pcm), 1)))
+        audio_format = _value(entry, "audio_format")
+        if audio_format == "pcm":
+            samples = pcm16_to_float(data[: len(data) // 2 * 2])
+            seconds = float(audio_ms or 0.0) / 1000.0
+            self._levels.extend(envelope(samples, t, side, sr=samples.size / seconds if seconds > 0 else SAMPLE_RATE))
+        elif audio_format == "mp3" and side == "out":
+            # The session decodes it next (agent_audio.on_decoded reports the samples): never decoded twice.
+            self._mp3_pending[id(data)] = (data, t)
+            while len(self._mp3_pending) > MAX_PENDING_PIECES:
+                self._mp3_pending.popitem(last=False)
+
+    def _on_decoded(self, message: Any, piece: bytes | None, samples: np.ndarray | None) -> None:
+        """The session decoded agent MP3 audio (see :func:`amigo_lab.session.agent_audio.on_decoded`)."""
+        with self._lock:
+            if piece is not None:
+                pending = self._mp3_pending.get(id(piece))
+                if pending is None or pending[0] is not piece:
+                    return      # another session's audio, or a piece this strip never saw
+                del self._mp3_pending[id(piece)]
+                state = self._mp3_messages.setdefault(message, [pending[1], 0.0])   # [start t, samples taken]
+                if samples is not None:
+                    self._levels.extend(envelope(samples, pending[1], "out"))
+                    state[1] += samples.size
+                return
+            known = self._mp3_messages.get(message)
+            if known is None or samples is None or samples.size <= known[1]:
+                return
+            state = known
+            # A message decoded as one stream: the samples not shown yet, after those that were.
+            taken = int(state[1])
+            self._levels.extend(envelope(samples[taken:], state[0] + taken / SAMPLE_RATE, "out"))
+            state[1] = float(samples.size)
 
     def _set_state(self, state: str) -> None:
         if self.state != state:
@@ -424,14 +487,24 @@ class LiveTimeline(anywidget.AnyWidget):
                 continue
             with self._lock:
                 if not (self._dirty or self._new_marks or self._levels):
-                    continue
-                content = {"kind": "update", "now": self._now,
+                    continue        # the browser moves its clock on by itself between updates
+                content = {"kind": "update", "now": self._clock_now(),
                            "segments": [dict(s) for s in self._dirty.values()],
                            "marks": list(self._new_marks), "levels": list(self._levels)}
                 self._dirty.clear()
                 self._new_marks.clear()
                 self._levels.clear()
             self._send_safely(content)
+
+    def _clock_now(self) -> float:
+        """The session clock now (the log's), so the strip and the meters move between entries too."""
+        clock = self._clock
+        if clock is not None:
+            try:
+                return max(self._now, float(clock()))
+            except Exception:
+                self._clock = None
+        return self._now
 
     def _send_safely(self, content: dict[str, Any]) -> None:
         if self.comm is None:
@@ -487,7 +560,8 @@ class LiveTimeline(anywidget.AnyWidget):
             return
         if isinstance(content, dict) and content.get("kind") == "hello":
             with self._lock:
-                snapshot = {"kind": "update", "now": self._now, "segments": [dict(s) for s in self._segments.values()],
+                snapshot = {"kind": "update", "now": self._clock_now(),
+                            "segments": [dict(s) for s in self._segments.values()],
                             "marks": list(self._marks), "levels": []}
             self._send_safely({"kind": "reset"})
             self._send_safely(snapshot)

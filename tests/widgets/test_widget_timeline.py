@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from amigo_lab.widgets import LiveTimeline
+from amigo_lab.widgets.timeline import LEVEL_BIN_S
 
 
 def _lane(timeline, lane):
@@ -39,8 +43,9 @@ def test_user_audio_vad_segments_levels_and_state(front_end, session, question_p
     wait_until(lambda: any(m[0]["kind"] == "update" and m[0]["levels"] for m in front_end.sent(timeline)),
                what="levels sent to the browser")
     levels = [lv for m in front_end.sent(timeline, "update") for lv in m[0]["levels"]]
-    loud = [db for _, side, db in levels if side == "in" and db > -40]
-    quiet = [db for _, side, db in levels if side == "in" and db <= -89]
+    loud = [db for _, side, db, _, _ in levels if side == "in" and db > -40]
+    quiet = [db for _, side, db, _, _ in levels if side == "in" and db <= -89]
+    assert all(-1.0 <= lo <= hi <= 1.0 for *_, lo, hi in levels)
     assert loud and quiet                                     # the question is louder than the silence
     wait_until(lambda: timeline.state in ("thinking", "agent speaking", "listening"), what="the turn to end")
 
@@ -112,3 +117,29 @@ def test_a_hover_lists_eight_frames_then_counts_the_rest(front_end):
     assert sum(len(i["frames"]) for i in answer["items"]) == 8 and answer["more"] == 4
     assert answer["items"][0]["frames"][0]["summary"] == "“e0”"
     assert timeline.hover(segments=[999])["items"] == []          # gone from the kernel: nothing to list
+
+
+@pytest.mark.parametrize("audio_format", ["pcm", "mp3"])
+def test_the_output_meter_and_waveform_get_the_agents_audio(front_end, open_session, wait_until, audio_format):
+    session = open_session(audio_format=audio_format)
+    session.greeting.result(timeout=60)
+    timeline = LiveTimeline(session)
+    front_end.custom(timeline, {"kind": "hello"})
+    reply = session.say("what are your opening hours").result(timeout=60)
+    frames = session.frames
+    pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
+    assert set(pieces["audio_format"]) == {audio_format}
+    start = float(pieces["t"].min())
+
+    def out_levels():
+        return [lv for m in front_end.sent(timeline, "update") for lv in m[0]["levels"]
+                if lv[1] == "out" and lv[0] >= start - 0.001]
+
+    seconds = len(reply.audio) / reply.sr
+    levels = wait_until(lambda: (lv := out_levels()) and len(lv) * LEVEL_BIN_S >= seconds * 0.9 and lv,
+                        what="the answer's levels")
+    assert len(levels) * LEVEL_BIN_S <= seconds + len(pieces) * LEVEL_BIN_S     # each bin once, whole pieces
+    assert [lv for lv in levels if lv[2] > -40]                                 # the agent speaks
+    peak = max(max(-lo, hi) for *_, lo, hi in levels)
+    assert peak == pytest.approx(float(np.abs(reply.audio).max()), abs=0.002)   # the samples the Reply holds
+    assert all(lv[0] <= float(pieces["t"].max()) + seconds + 0.01 for lv in levels)
