@@ -151,8 +151,35 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             answers.flush()
 
 
+#: How much lower than the emulator's own the worker's CPU priority is (Unix niceness added).
+NICENESS = 5
+
+
+def lower_priority() -> None:
+    """Make this process yield the CPU to the emulator's event loop (and to whoever else is interactive).
+
+    Recognition is throughput work that runs ahead of need: audio is decoded while the user still speaks,
+    and only the last few hundred ms wait for the end of speech. The event loop is latency work: every
+    20 ms frame of every session passes through it, and a loop kept waiting behind a decoder for the CPU
+    makes VAD events and agent audio late for every session at once. With both at the same priority on a
+    busy machine the kernel shares the CPU evenly and the loop spends most of its time runnable but not
+    running; a lower priority (and the batch policy, which stops a worker from preempting on wake-up)
+    lets the loop run as soon as it has work, and the workers take what is left.
+    """
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError):  # not Unix, or not allowed: run at the normal priority
+        pass
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:
+            pass
+
+
 def main() -> None:
     """Serve on stdin/stdout; anything else printed goes to stderr so it cannot corrupt the answers."""
+    lower_priority()
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     serve(sys.stdin.buffer, answers)

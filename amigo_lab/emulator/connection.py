@@ -223,7 +223,7 @@ class Connection:
         self.voice: VoiceInput | None = None
         self._loop = asyncio.get_running_loop()
         self._limits = runtime.limits
-        self._limiter = FrameRateLimiter(self._limits.frames_per_second)
+        self._limiter = FrameRateLimiter(self._limits.frames_per_second, clock=self._loop.time)
         self._audio_clock = AudioClock(self._limits.max_audio_ahead_s)
         self._recognition_prepared = False
         self._send_lock = asyncio.Lock()
@@ -283,9 +283,12 @@ class Connection:
 
     async def _on_message(self, message: str | bytes) -> None:
         self.runtime.counters.frames_in += 1
-        # A reader that fell behind (the loop is busy) takes queued frames in a burst; the bucket grows by
-        # that lag so that frames are charged as they arrived, and only a client over the limit is closed.
-        if not self._limiter.allow(slack_s=self.runtime.loop_lag_s):
+        # A reader that fell behind (the loop is busy) takes queued frames in a burst: each is charged at
+        # its arrival (server.StampedConnection), and the bucket grows by the loop's lag because the frames
+        # of one socket read share one arrival; only a client over the limit is closed.
+        arrivals = getattr(self.ws, "arrivals", None)
+        arrived = arrivals.popleft() if arrivals else None
+        if not self._limiter.allow(slack_s=self.runtime.loop_lag_s, at=arrived):
             raise Refusal(CloseCode.RATE_LIMITED,
                           f"more than {self._limits.frames_per_second:g} frames a second; send fewer, larger chunks")
         if isinstance(message, bytes):

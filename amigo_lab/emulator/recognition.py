@@ -19,7 +19,10 @@ What the workers cost, and for how long (each holds a Python interpreter and its
   / :meth:`~RecognitionWorker.release`); when the last one stops, the workers stop;
 * **idle shutdown**: workers with no open stream for ``idle_s`` (default 120 s) stop even while an emulator
   still serves; the next utterance starts one again;
-* a worker exits by itself when its parent dies (its input closes).
+* a worker exits by itself when its parent dies (its input closes);
+* **below the emulator's priority**: a worker lowers its own CPU priority (niceness +5, batch policy;
+  :func:`amigo_lab.emulator.asr_worker.lower_priority`) so that on a busy machine the event loop, which
+  every session's frames pass through, runs first and recognition takes the CPU that is left.
 
 A cancelled utterance is dropped ahead of the work queued for it: its queued audio is never written to the
 worker, and the worker skips audio already in its pipe once it has read the cancel.

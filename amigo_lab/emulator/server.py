@@ -13,12 +13,14 @@ import http
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.frames import DATA_OPCODES, Frame
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -288,6 +290,7 @@ class Emulator:
                 ping_timeout=limits.keepalive_timeout_s,
                 close_timeout=limits.close_timeout_s,
                 logger=logging.getLogger(WEBSOCKETS_LOGGER),
+                create_connection=StampedConnection,
             )
         except BaseException:
             self._uninstall_filter()
@@ -333,6 +336,26 @@ class Emulator:
             await ws.close(CloseCode.BAD_REQUEST, short_reason(str(exc)))
             return None
         return user_id, params
+
+
+class StampedConnection(ServerConnection):
+    """A server connection that notes when each message arrived, for the frame-rate limiter.
+
+    When the event loop falls behind, frames wait in the socket and the reader takes them in a burst; the
+    limiter must charge them at their arrival, not at their reading, or a client that kept the rate would
+    be closed for the server's own lateness. :attr:`arrivals` holds the loop time of each received message
+    not yet read (the socket read that completed it); the reader takes one per message, in order.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrivals: deque[float] = deque()
+
+    def process_event(self, event: Any) -> None:
+        """Stamp the last frame of each data message, then let websockets process the event."""
+        if isinstance(event, Frame) and event.fin and event.opcode in DATA_OPCODES:
+            self.arrivals.append(self.loop.time())
+        super().process_event(event)
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:

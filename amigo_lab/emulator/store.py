@@ -131,18 +131,20 @@ class FrameRateLimiter:
         self._tokens = float(rate)
         self._last = clock()
 
-    def allow(self, *, slack_s: float = 0.0) -> bool:
+    def allow(self, *, slack_s: float = 0.0, at: float | None = None) -> bool:
         """Take one token; False when none is left.
 
-        ``slack_s`` is how late the reader runs (the event loop's current lag): frames that waited that
-        long in the socket are read in a burst, so the bucket holds ``rate * (1 + slack_s)`` tokens then.
-        The refill stays ``rate`` a second, so a client sending more than ``rate`` frames a second is
-        still refused however late the reader is.
+        ``at`` is when the frame arrived (the clock's time; None: now). A reader that fell behind charges
+        each frame at its arrival, so frames that waited in the socket are counted as the client sent
+        them, however long they waited. ``slack_s`` is how late the reader runs (the event loop's current
+        lag): the frames of one socket read share one arrival time, so the bucket holds
+        ``rate * (1 + slack_s)`` tokens then. The refill stays ``rate`` a second, so a client sending more
+        than ``rate`` frames a second is still refused however late the reader is.
         """
-        now = self._clock()
+        now = self._clock() if at is None else at
         capacity = self._rate * (1.0 + max(0.0, slack_s))
-        self._tokens = min(capacity, self._tokens + (now - self._last) * self._rate)
-        self._last = now
+        self._tokens = min(capacity, self._tokens + max(0.0, now - self._last) * self._rate)
+        self._last = max(self._last, now)
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0

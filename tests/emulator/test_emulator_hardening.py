@@ -248,3 +248,14 @@ def test_a_stalled_server_does_not_close_a_client_that_kept_the_rate_but_a_flood
     asyncio.run(scenario())
     assert isinstance(outcome["mic"], list), outcome["mic"]  # still open, nothing but silence came back
     assert outcome["flood"] == 4429
+
+
+def test_the_rate_limiter_charges_frames_at_their_arrival_however_late_they_are_read():
+    now = [0.0]
+    limiter = FrameRateLimiter(100, clock=lambda: now[0])
+    now[0] = 10.0  # the reader was 10 s behind, far more than the loop's lag, and takes 500 frames at once
+    assert all(limiter.allow(at=index * 0.02) for index in range(500))  # sent at 50 a second: all fine
+    # A client sending 200 a second is refused even when every frame is read late.
+    flood = [limiter.allow(at=10.0 + index * 0.005) for index in range(400)]
+    assert not all(flood)
+    assert 200 < sum(flood) < 350

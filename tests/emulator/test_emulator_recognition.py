@@ -176,3 +176,20 @@ def test_the_worker_serves_a_finishing_stream_before_other_streams_audio_and_dro
         served.append(frame[:2])
     # Stream 2 finishes first (its own order kept), stream 3's audio is gone, the rest follows in order.
     assert served == [(OPEN, 2), (FEED, 2), (FEED, 2), (FINISH, 2), (OPEN, 1), (FEED, 1), (FEED, 1), (CANCEL, 3)]
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority") or not hasattr(os, "SCHED_BATCH"), reason="Unix priorities")
+def test_workers_run_below_the_emulator_priority_so_the_event_loop_is_not_kept_waiting(phrases, speak):
+    from amigo_lab.emulator.asr_worker import NICENESS
+
+    worker = RecognitionWorker(processes=1)
+    try:
+        stream = worker.open(phrases)
+        worker.feed(stream, speak(QUESTION))
+        assert worker.finish(stream).result(timeout=30) == QUESTION  # the worker is past its start-up
+        (pid,) = worker.running
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + NICENESS)
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH
+    finally:
+        worker.close()
