@@ -49,6 +49,9 @@ DEFAULT_USER = "demo-user"
 #: The demo clinic service shipped in data/services (version set "release").
 DEFAULT_SERVICE_ID = "6650a1b2c3d4e5f6a7b8c9d0"
 
+#: Received frames a connection buffers ahead of its reader (see StampedConnection).
+READ_AHEAD_FRAMES = 128
+
 _NOT_FOUND_BODY = f"Not found. The endpoint is ws://HOST:PORT{constants.ENDPOINT_PATH}?response_format=...\n"
 
 
@@ -291,6 +294,11 @@ class Emulator:
                 close_timeout=limits.close_timeout_s,
                 logger=logging.getLogger(WEBSOCKETS_LOGGER),
                 create_connection=StampedConnection,
+                # Frames a connection reads ahead of its reader before websockets stops reading the socket:
+                # 2.5 s of a microphone's 20 ms chunks (the default, 16, is a third of a second). Frames left
+                # in the socket are stamped only when read, so a reader behind by more than the read-ahead
+                # would charge them late and could close a client that kept the rate.
+                max_queue=(READ_AHEAD_FRAMES, READ_AHEAD_FRAMES // 4),
             )
         except BaseException:
             self._uninstall_filter()
