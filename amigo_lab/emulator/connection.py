@@ -236,6 +236,8 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         # Barge-in: set while a voice message streams and the user starts speaking.
         self._barge_in = asyncio.Event()
+        # The pause between two pieces of agent audio, woken early by a barge-in (see _pause_playback).
+        self._playback_pause: asyncio.Future[None] | None = None
         self._streaming_voice = False
         # Loop time at which the client will have played all agent audio sent so far.
         self._play_until = 0.0
@@ -432,6 +434,7 @@ class Connection:
             self._touch()
             if self._streaming_voice:
                 self._barge_in.set()
+                _wake(self._playback_pause)
                 self.runtime.counters.barge_ins += 1
             await self._send(VadSpeechStarted(audio_ms=event.audio_ms))
         elif event.kind == SPEECH_ENDED:
@@ -651,10 +654,7 @@ class Connection:
             if self.runtime.realtime:
                 delay = self._play_until - lead_s - self._loop.time()
                 if delay > 0 and not self._barge_in.is_set():
-                    try:
-                        await asyncio.wait_for(self._barge_in.wait(), delay)
-                    except TimeoutError:
-                        pass
+                    await self._pause_playback(delay)
             if self._barge_in.is_set():
                 await self._send(NewMessage.audio_piece(b"", stop=True, sequence_number=number,
                                                         message_id=message_id, transcript_alignment=()))
@@ -665,6 +665,21 @@ class Connection:
             sent.append(piece.text)
             self._play_until = max(self._play_until, self._loop.time()) + piece.duration_ms / 1000
         return "".join(sent), False
+
+    async def _pause_playback(self, delay_s: float) -> None:
+        """Wait ``delay_s`` before the next piece, or until the user barges in.
+
+        One future and one timer: every speaking session pauses about six times a second, and
+        ``asyncio.wait_for`` on the barge-in event would start a task and raise a TimeoutError each time.
+        """
+        pause = self._loop.create_future()
+        self._playback_pause = pause
+        timer = self._loop.call_later(delay_s, _wake, pause)
+        try:
+            await pause
+        finally:
+            timer.cancel()
+            self._playback_pause = None
 
     # --- sending and closing -------------------------------------------------------------------------------------
 
@@ -714,6 +729,12 @@ class Connection:
                             f"no user activity for {idle_s:g} s; send client.extend-timeout to stay connected")
                 return
             await asyncio.sleep(max(remaining, min(idle_s, 0.5)) if remaining > 0 else min(idle_s, 0.5))
+
+
+def _wake(pause: asyncio.Future[None] | None) -> None:
+    """End a playback pause (if one is waiting and not over yet)."""
+    if pause is not None and not pause.done():
+        pause.set_result(None)
 
 
 __all__ = ["MAX_REASON_BYTES", "AudioClock", "Connection", "short_reason"]

@@ -151,6 +151,10 @@ class VoiceActivityDetector:
         """
         data = as_bytes(pcm)
         self._fed_bytes += len(data)
+        if not self._partial and len(data) == self._frame_bytes:
+            # One whole frame with nothing pending, as a microphone sends it: no buffering, no copy.
+            event = self._classify(data)
+            return [] if event is None else [event]
         self._partial += data
         events: list[VadEvent] = []
         usable = len(self._partial) - len(self._partial) % self._frame_bytes
