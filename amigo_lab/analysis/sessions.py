@@ -47,7 +47,8 @@ def turns_many(sessions: Mapping[str, Any], *, progress: bool = False) -> pd.Dat
     """One :func:`~amigo_lab.analysis.turns` table over many sessions, with a leading ``session`` column.
 
     ``sessions`` maps a name to a RecordedSession, a Session (anything with ``.frames``) or a frame-log
-    DataFrame, e.g. the result of :func:`load_sessions`. Next: :func:`summary_many`.
+    DataFrame, e.g. the result of :func:`load_sessions`. A RecordedSession's ``fast`` mark reaches each table's
+    ``real_time`` column (see :func:`~amigo_lab.analysis.turns`). Next: :func:`summary_many`.
     """
     if not isinstance(sessions, Mapping):
         raise AnalysisError(f"sessions must map names to sessions (see load_sessions), got {type(sessions).__name__}")
@@ -56,7 +57,9 @@ def turns_many(sessions: Mapping[str, Any], *, progress: bool = False) -> pd.Dat
         frames = session if isinstance(session, pd.DataFrame) else getattr(session, "frames", None)
         if frames is None:
             raise AnalysisError(f"session {name!r} has no frames; pass RecordedSession or DataFrame values")
-        table = turns(frames)
+        # A RecordedSession knows whether it was marked fast (meta.json); a bare DataFrame does not.
+        fast = getattr(session, "fast", None)
+        table = turns(frames, fast=fast if isinstance(fast, bool) else None)
         table.insert(0, "session", pd.array([str(name)] * len(table), dtype="string"))
         tables.append(table)
     if not tables:
