@@ -267,7 +267,10 @@ function render({ model, el }) {
     const found = under(event);
     const mark = found.marks.find((m) => m.seq !== null && m.seq !== undefined);
     if (mark) return model.send({ kind: "select", seq: mark.seq });
-    if (found.segments.length) model.send({ kind: "select", seq: found.segments[0].seq0 });
+    if (!found.segments.length) return;
+    // Of segments touching the pointer, the one it is inside (two may meet within the 2 px of slack).
+    const inside = found.segments.find((seg) => found.px >= x(seg.t0, found.width) && found.px <= x(seg.t1, found.width));
+    model.send({ kind: "select", seq: (inside ?? found.segments[0]).seq0 });
   });
   canvas.addEventListener("mouseleave", () => {
     tip.style.display = "none";

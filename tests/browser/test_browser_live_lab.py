@@ -355,3 +355,87 @@ def test_finding_a_frame_and_reading_its_wire_json(open_notebook, artifacts_dir)
     assert len(rows) == 2 and all(row["audio"] for row in rows)   # the greeting and the answer, each folded
     page.screenshot(path=str(artifacts_dir / "browser-inspector-find.png"))
     notebook.run("session.finish()")
+
+
+MP3_PANEL_CELLS = [
+    ("import amigo_lab\n"
+     "from amigo_lab.widgets import SessionPanel\n"
+     "session = amigo_lab.connect(audio_format='mp3')\n"
+     "session.greeting.result()\n"
+     "panel = SessionPanel(session)\n"
+     "panel.timeline.span_s = 120\n"
+     "panel"),
+]
+
+_METERS = """
+() => {
+  const root = document.querySelector('.amigo-timeline');
+  return { out: Number(root.dataset.levelOut), peak_out: Number(root.dataset.peakOut),
+           wave_out: Number(root.dataset.waveOut), meter: document.querySelector('.amigo-timeline-out')
+             .style.getPropertyValue('--level') };
+}
+"""
+_TIP = """
+() => {
+  const tip = document.querySelector('.amigo-timeline-tip');
+  if (!tip || tip.style.display === 'none' || !tip.dataset.loaded) return null;
+  return { text: tip.innerText,
+           frames: [...tip.querySelectorAll('.amigo-timeline-tip-frame')].map((f) => ({
+             seq: Number(f.dataset.seq), type: f.dataset.type, text: f.innerText })) };
+}
+"""
+# The agent lane's middle, in CSS pixels from the canvas's top (timeline.js: TOP + LEVEL_H + 2 lanes + half).
+_AGENT_LANE_Y = 4 + 34 + 2 * (14 + 4) + 7
+
+
+def test_the_strip_meters_mp3_audio_and_its_hover_lists_the_frames(open_notebook, artifacts_dir):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    notebook = open_notebook("strip_mp3.ipynb", MP3_PANEL_CELLS)
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".amigo-panel[data-state='connected']", timeout=120_000)
+    page.wait_for_selector(".amigo-timeline-canvas", timeout=30_000)
+    notebook.run("turn = session.say('what are your opening hours')")
+    # The meter follows the agent's MP3 audio as it plays: several different levels, loud ones among them.
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len({round(s["out"]) for s in seen if s["out"] > -60}) < 3:
+        seen.append(page.evaluate(_METERS))
+        time.sleep(0.1)
+    loud = {round(s["out"]) for s in seen if s["out"] > -60}
+    assert len(loud) >= 3, seen[-5:]
+    assert max(s["wave_out"] for s in seen) > 0                       # the waveform draws the agent's side
+    page.wait_for_function("() => Number(document.querySelector('.amigo-timeline').dataset.waveOut) > 20",
+                           timeout=30_000)                               # ... as it plays on (a bin is 50 ms)
+    page.screenshot(path=str(artifacts_dir / "browser-strip-mp3-meters.png"))
+    answer = notebook.json("turn.result().message_id")
+    pieces = notebook.json(f"[int(s) for s in session.frames.query(\"message_id == '{answer}' and "
+                           "type == 'server.new-message'\")['seq']]")
+
+    # Hovering the answer's segment lists its frames: the pieces, folded into one audio run.
+    box = page.locator(".amigo-timeline-canvas").bounding_box()
+    tip, tips = None, []
+    for px in range(94, int(box["width"]) - 4, 3):          # from the strip's start (its labels are 92 px)
+        page.mouse.move(box["x"] + px, box["y"] + _AGENT_LANE_Y)
+        try:
+            tip = page.wait_for_function(_TIP, timeout=500).json_value()
+        except PlaywrightTimeout:
+            continue
+        tips.append(tip)
+        if any(f["seq"] == pieces[0] for f in tip["frames"]):
+            break
+        tip = None
+    if tip is None:
+        page.screenshot(path=str(artifacts_dir / "browser-strip-hover-missed.png"))
+    segments = notebook.json("[s for s in panel.timeline.segments() if s['lane'] == 'agent']")
+    assert tip is not None, f"no hover listed the answer's frames {pieces}: tips {tips}, segments {segments}"
+    [run] = [f for f in tip["frames"] if f["seq"] == pieces[0]]
+    assert run["type"] == "server.new-message"
+    assert f"audio ×{len(pieces)}," in run["text"] and "↓" in run["text"]
+    page.screenshot(path=str(artifacts_dir / "browser-strip-hover.png"))
+    # A click inside the answer's segment (a few pixels past where the hover first lists it) finds it in the
+    # inspector.
+    page.mouse.click(box["x"] + px + 6, box["y"] + _AGENT_LANE_Y)
+    notebook.wait_for(f"panel.inspector.search == '#{pieces[0]}'", timeout=15, what="the inspector to find it")
+    notebook.run("session.finish()")
