@@ -165,3 +165,9 @@ def long_log(tmp_path_factory):
 def long_session(long_log):
     """The five-minute log as a session a panel can attach to."""
     return LoggedSession(long_log)
+
+
+@pytest.fixture
+def logged_session():
+    """``logged_session(log, **params)``: a session over a real frame log the test writes itself."""
+    return LoggedSession

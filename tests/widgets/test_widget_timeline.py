@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,39 @@ def test_the_output_meter_and_waveform_get_the_agents_audio(front_end, open_sess
     peak = max(max(-lo, hi) for *_, lo, hi in levels)
     assert peak == pytest.approx(float(np.abs(reply.audio).max()), abs=0.002)   # the samples the Reply holds
     assert all(lv[0] <= float(pieces["t"].max()) + seconds + 0.01 for lv in levels)
+
+
+def test_mp3_decoded_as_one_stream_reaches_the_meter_once(front_end, tmp_path, logged_session, wait_until):
+    """A service whose MP3 pieces are one stream cut up: the session decodes the message as a whole, and the
+    meter shows each stretch of it once, as the session's decoder reaches it."""
+    from amigo_lab.audio import encode_mp3
+    from amigo_lab.framelog import FrameLog
+    from amigo_lab.protocol import NewMessage, serialize
+    from amigo_lab.session.agent_audio import MessageAudio
+
+    log = FrameLog(tmp_path / "session", meta={"response_format": "voice", "audio_format": "mp3"})
+    timeline = LiveTimeline(logged_session(log, audio_format="mp3"))
+    front_end.custom(timeline, {"kind": "hello"})
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    stream = encode_mp3(tone, sr=16000)
+    cuts = np.linspace(0, len(stream), 6).astype(int)
+    message = MessageAudio("mp3", 16000)
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+        frame = NewMessage.audio_piece(stream[a:b], stop=i == 4, sequence_number=i, message_id="m1")
+        log.record("received", frame, raw=serialize(frame), audio_bytes=frame.audio_bytes(), audio_format="mp3",
+                   audio_ms=400.0)
+        _ = message.duration_ms                  # what the session's tracker asks before each piece
+        message.add(frame.audio_bytes())
+    whole = message.samples()                    # the Reply's audio, decoded as one stream
+    assert message.mp3_stream
+
+    def out():
+        return [lv for m in front_end.sent(timeline, "update") for lv in m[0]["levels"] if lv[1] == "out"]
+
+    levels = wait_until(lambda: (lv := out()) and len(lv) * LEVEL_BIN_S >= len(whole) / 16000 * 0.95 and lv,
+                        what="the stream's levels")
+    times = [lv[0] for lv in levels]
+    assert len(times) == len(set(times))                                  # no stretch shown twice
+    assert max(max(-lo, hi) for *_, lo, hi in levels) == pytest.approx(float(np.abs(whole).max()), abs=0.002)
+    log.close()
+
