@@ -190,8 +190,13 @@ def _format(value: Any) -> Any:
 def _table(table: pd.DataFrame) -> str:
     if not len(table):
         return "<p class='note'>None.</p>"
-    shown = table.astype(object).map(_format)
-    return "<div class='scroll'>" + shown.to_html(index=False, na_rep="", escape=True, border=0) + "</div>"
+    # Written by hand, one line per row: DataFrame.to_html indents every cell on a line of its own, which
+    # made most of a long session's table bytes whitespace.
+    head = "".join(f"<th>{html.escape(str(name))}</th>" for name in table.columns)
+    columns = [table[name].astype(object).tolist() for name in table.columns]
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(_format(v)))}</td>" for v in row) + "</tr>"
+                     for row in zip(*columns, strict=True))
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>"
 
 
 # --- turns and their audio ----------------------------------------------------------------------------------
@@ -368,20 +373,22 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
         body.append(f"<text x='{_LEFT - 8}' y='{y + lane_h / 2 + 4}' text-anchor='end'>{_LANES[source]}</text>"
                     f"<line x1='{_LEFT}' x2='{_WIDTH - _RIGHT}' y1='{y + lane_h}' y2='{y + lane_h}' stroke='#eee'/>")
     row_of = {source: i for i, source in enumerate(lanes)}
+    # One group per colour holds its marks (in time order, as before), so no mark repeats its fill.
+    groups: dict[str, list[str]] = {}
     for rec in zip(segments["start_t"].to_numpy(float), segments["end_t"].to_numpy(float),
                    segments["source"].astype(str), segments["kind"].astype(str),
                    segments["detail"].fillna("").astype(str), strict=True):
         start, end, source, kind, detail = rec
-        colour = _COLOURS.get((source, kind), "#999999")
+        marks = groups.setdefault(_COLOURS.get((source, kind), "#999999"), [])
         y = top + row_of[source] * lane_h + 6
-        tip = f"<title>{html.escape(detail)}</title>" if detail else ""
+        tip = f"<title>{_tip(detail)}</title>" if detail else ""
         if end > start:
             x0 = axis.x(start)
-            body.append(f"<rect x='{x0:.1f}' y='{y}' width='{max(axis.x(end) - x0, 1.0):.1f}' "
-                        f"height='{lane_h - 12}' fill='{colour}' fill-opacity='0.85'>{tip}</rect>")
+            marks.append(f"<rect x='{x0:.1f}' y='{y}' width='{max(axis.x(end) - x0, 1.0):.1f}' "
+                         f"height='{lane_h - 12}' fill-opacity='0.85'>{tip}</rect>")
         else:
-            body.append(f"<circle cx='{axis.x(start):.1f}' cy='{y + (lane_h - 12) / 2}' r='5' fill='{colour}'>"
-                        f"{tip}</circle>")
+            marks.append(f"<circle cx='{axis.x(start):.1f}' cy='{y + (lane_h - 12) / 2:g}' r='5'>{tip}</circle>")
+    body += [f"<g fill='{colour}'>{''.join(marks)}</g>" for colour, marks in groups.items()]
     if "agent" in row_of:
         body += _unheard_svg(table, axis, top + row_of["agent"] * lane_h + 6, lane_h - 12)
     bottom = top + len(lanes) * lane_h
@@ -394,6 +401,11 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
     return _svg(end, body + keys, "who spoke when") + (
         "<p class='note'>Hover a bar or a dot for its frames. Dashed lines: each turn's "
         + ", ".join(f"<span style='color:{TURN_MARKS[c]}'>{n}</span>" for c, n in _MARK_NAMES.items()) + ".</p>")
+
+
+def _tip(detail: str) -> str:
+    """A segment's hover text (HTML for the plotly timeline: escaped texts, ``<br>`` lines) as SVG title text."""
+    return html.escape(html.unescape(detail.replace("<br>", "\n")), quote=False)
 
 
 _LATENCY_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -412,16 +424,28 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
     axis = _Axis(float(np.nanmax(values)) * 1.05)
     row_h, top = 16, 8
     body = []
+    # The dots go in one group per colour (drawn in the names' order, as each turn's were), so each dot
+    # carries no fill of its own.
+    dots: list[list[str]] = [[] for _ in names]
     for i, (turn, kind, line) in enumerate(zip(rows["turn"], rows["user_kind"].astype(str), values, strict=True)):
         y = top + i * row_h
         body.append(f"<text x='{_LEFT - 8}' y='{y + 11}' text-anchor='end'>turn {turn} ({html.escape(kind)})</text>")
         reach = np.nanmax(line)
         body.append(f"<rect x='{_LEFT}' y='{y + 4}' width='{axis.x(reach) - _LEFT:.1f}' height='6' fill='#e6e6e6'/>")
-        for name, value, colour in zip(names, line, _LATENCY_COLOURS, strict=False):
-            if not math.isnan(value):
-                # The definitions are listed once below the figure; a dot names its latency only.
-                body.append(f"<circle cx='{axis.x(value):.1f}' cy='{y + 7}' r='4' fill='{colour}'><title>turn {turn}: "
-                            f"{name} = {value:.0f} ms</title></circle>")
+        # Latencies that land on the same pixel are one dot naming them all: drawn apart, the last would hide
+        # the others and their names. It keeps the colour of the one drawn last, the one that showed.
+        at: dict[str, tuple[int, list[str], float]] = {}
+        for k, (name, value) in enumerate(zip(names, line, strict=False)):
+            if k < len(_LATENCY_COLOURS) and not math.isnan(value):
+                x = f"{axis.x(value):.1f}"
+                _, same, _ = at.get(x, (k, [], value))
+                at[x] = (k, [*same, name], value)
+        for x, (k, same, value) in at.items():
+            # The definitions are listed once below the figure; a dot names its latencies only.
+            dots[k].append(f"<circle cx='{x}' cy='{y + 7}' r='4'><title>turn {turn}: {', '.join(same)} = "
+                           f"{value:.0f} ms</title></circle>")
+    body += [f"<g fill='{colour}'>{''.join(group)}</g>"
+             for group, colour in zip(dots, _LATENCY_COLOURS, strict=False) if group]
     bottom = top + len(rows) * row_h
     body.append(axis.svg(bottom + 4, "ms"))
     keys, end = _legend(zip(names, _LATENCY_COLOURS, strict=False), bottom + 52)
@@ -530,10 +554,10 @@ def _spectrogram_svg(user: np.ndarray, agent: np.ndarray, table: pd.DataFrame, s
         if i == 0:
             speech = segments[(segments["source"] == "server-vad") & (segments["kind"] == "speech")]
             spans = zip(speech["start_t"].to_numpy(float), speech["end_t"].to_numpy(float), strict=True)
-            for start, end in spans:
-                width = max(axis.x(end) - axis.x(start), 1)
-                body.append(f"<rect x='{axis.x(start):.1f}' y='{y - 5}' width='{width:.1f}' height='4' "
-                            f"fill='#1f77b4'><title>server VAD speech {start:.2f}–{end:.2f} s</title></rect>")
+            bars = [f"<rect x='{axis.x(start):.1f}' y='{y - 5}' width='{max(axis.x(end) - axis.x(start), 1):.1f}' "
+                    f"height='4'><title>server VAD speech {start:.2f}–{end:.2f} s</title></rect>"
+                    for start, end in spans]
+            body.append(f"<g fill='#1f77b4'>{''.join(bars)}</g>")
     bottom = top + len(tracks) * (band_h + gap) - gap
     body += _marks(table, axis, top, bottom)
     body.append(axis.svg(bottom + 4, "time (s, log clock)"))

@@ -70,7 +70,10 @@ def test_latencies_carry_the_fold_names_and_definitions(tmp_path):
     for name, (_origin, _target, definition) in LATENCIES.items():
         assert f"<code>{name}</code>" in page and definition.replace("'", "&#x27;") in page
     assert "<h3>Waterfall per turn</h3>" in page and "<h3>Distribution</h3>" in page
-    assert "turn 1: latency_first_audio_ms = 800 ms" in page  # the voice turn, from the user's end of speech
+    # The voice turn, from the user's end of speech: its first text and first audio landed together, so one dot
+    # names both (two dots would hide one under the other).
+    assert "turn 1: latency_first_text_ms, latency_first_audio_ms = 800 ms" in page
+    assert "turn 1: latency_first_answer_audio_ms = 1500 ms" in page
     assert "turn 2: latency_first_text_ms = 300 ms" in page  # the text turn
 
 
@@ -90,6 +93,7 @@ def test_report_of_a_text_session_to_a_chosen_path(tmp_path):
     assert path == tmp_path / "out" / "r.html"
     assert "<h1>My &amp; title</h1>" in page
     assert "Fine &lt;b&gt;thanks&lt;/b&gt;" in page  # texts are escaped
+    assert "&amp;lt;" not in page and "&lt;br&gt;" not in page  # once: hover texts show the text, not markup
     assert "<h2>Spectrograms</h2>" not in page and "<audio" not in page  # no audio, no spectrogram
     assert "420.0" in page
 
