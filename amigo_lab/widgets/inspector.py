@@ -129,11 +129,12 @@ def summarize(entry: Mapping[str, Any]) -> str:
 class _Run:
     """An open run of audio (or playback progress) entries shown as one row."""
 
-    __slots__ = ("row", "text")
+    __slots__ = ("last", "row", "text")
 
     def __init__(self, row: list[Any], text: str) -> None:
         self.row = row
         self.text = text
+        self.last: Mapping[str, Any] | None = None     # its last entry, while a replay defers the summary
 
 
 class EventInspector(anywidget.AnyWidget):
@@ -162,6 +163,7 @@ class EventInspector(anywidget.AnyWidget):
         self._rows: collections.OrderedDict[int, list[Any]] = collections.OrderedDict()
         self._dirty: dict[int, list[Any]] = {}
         self._runs: dict[tuple[Any, ...], _Run] = {}
+        self._stale: set[_Run] = set()       # runs a replay grew, whose summary it writes at its end
         self._wire: collections.OrderedDict[int, tuple[str | None, dict[str, Any]]] = collections.OrderedDict()
         self._count = 0
         self._last_seq = -1
@@ -194,6 +196,12 @@ class EventInspector(anywidget.AnyWidget):
         keep_from = len(entries) - DETAIL_WINDOW
         for index, entry in enumerate(entries):
             self._feed(entry, remember=index >= keep_from)
+        with self._lock:
+            for run in self._stale:
+                if run.last is not None:
+                    run.row[5] = self._run_summary(run.row[4], run.last, run.row, run.text)
+                    run.last = None
+            self._stale.clear()
 
     def unfollow(self) -> None:
         """Stop following the current session (what is shown stays)."""
@@ -259,7 +267,11 @@ class EventInspector(anywidget.AnyWidget):
                     row[9] = seq
                     if piece and len(run.text) <= _SUMMARY_CHARS:
                         run.text += piece       # enough for the summary; the log keeps the rest
-                    row[5] = self._run_summary(kind, entry, row, run.text)
+                    if remember:
+                        row[5] = self._run_summary(kind, entry, row, run.text)
+                    else:
+                        run.last = entry        # a replay writes the summary once, at its end
+                        self._stale.add(run)
                     self._dirty[row[0]] = row
                 else:
                     ms = None if kind in _FOLDED_LOCAL else float(audio_ms or 0.0)

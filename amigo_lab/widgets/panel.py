@@ -156,8 +156,15 @@ class SessionView(anywidget.AnyWidget):
             # The transcript is published once, at the end of the replay, not once per replayed piece.
             self._quiet = True
             try:
+                last = -1
                 for entry in log_entries(session):
-                    self.apply(entry)
+                    if (entry.get("direction"), entry.get("type")) in _HANDLERS:   # most entries are audio
+                        self.apply(entry)
+                    seq = entry.get("seq")
+                    if seq is not None:
+                        last = max(last, int(seq))
+                with self._lock:
+                    self._last_seq = max(self._last_seq, last)
                 self._remove_fold = follow_fold(session, self.apply_fold)
             finally:
                 self._quiet = False
