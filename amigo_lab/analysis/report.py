@@ -385,10 +385,10 @@ def _timeline_svg(segments: pd.DataFrame, table: pd.DataFrame) -> str:
         if end > start:
             x0 = axis.x(start)
             marks.append(f"<rect x='{x0:.1f}' y='{y}' width='{max(axis.x(end) - x0, 1.0):.1f}' "
-                         f"height='{lane_h - 12}' fill-opacity='0.85'>{tip}</rect>")
+                         f"height='{lane_h - 12}'>{tip}</rect>")
         else:
             marks.append(f"<circle cx='{axis.x(start):.1f}' cy='{y + (lane_h - 12) / 2:g}' r='5'>{tip}</circle>")
-    body += [f"<g fill='{colour}'>{''.join(marks)}</g>" for colour, marks in groups.items()]
+    body += [f"<g fill='{colour}' fill-opacity='0.85'>{''.join(marks)}</g>" for colour, marks in groups.items()]
     if "agent" in row_of:
         body += _unheard_svg(table, axis, top + row_of["agent"] * lane_h + 6, lane_h - 12)
     bottom = top + len(lanes) * lane_h
@@ -427,11 +427,12 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
     # The dots go in one group per colour (drawn in the names' order, as each turn's were), so each dot
     # carries no fill of its own.
     dots: list[list[str]] = [[] for _ in names]
+    labels, bars = [], []
     for i, (turn, kind, line) in enumerate(zip(rows["turn"], rows["user_kind"].astype(str), values, strict=True)):
         y = top + i * row_h
-        body.append(f"<text x='{_LEFT - 8}' y='{y + 11}' text-anchor='end'>turn {turn} ({html.escape(kind)})</text>")
+        labels.append(f"<text x='{_LEFT - 8}' y='{y + 11}'>turn {turn} ({html.escape(kind)})</text>")
         reach = np.nanmax(line)
-        body.append(f"<rect x='{_LEFT}' y='{y + 4}' width='{axis.x(reach) - _LEFT:.1f}' height='6' fill='#e6e6e6'/>")
+        bars.append(f"<rect x='{_LEFT}' y='{y + 4}' width='{axis.x(reach) - _LEFT:.1f}' height='6'/>")
         # Latencies that land on the same pixel are one dot naming them all: drawn apart, the last would hide
         # the others and their names. It keeps the colour of the one drawn last, the one that showed.
         at: dict[str, tuple[int, list[str], float]] = {}
@@ -444,6 +445,7 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
             # The definitions are listed once below the figure; a dot names its latencies only.
             dots[k].append(f"<circle cx='{x}' cy='{y + 7}' r='4'><title>turn {turn}: {', '.join(same)} = "
                            f"{value:.0f} ms</title></circle>")
+    body += [f"<g text-anchor='end'>{''.join(labels)}</g>", f"<g fill='#e6e6e6'>{''.join(bars)}</g>"]
     body += [f"<g fill='{colour}'>{''.join(group)}</g>"
              for group, colour in zip(dots, _LATENCY_COLOURS, strict=False) if group]
     bottom = top + len(rows) * row_h
