@@ -67,7 +67,7 @@ def record_log(minutes: int, folder: Path) -> object:
     from bench_turns import session_log
 
     from amigo_lab.framelog import FrameLog
-    from amigo_lab.protocol import parse
+    from amigo_lab.protocol import NewAudioMessage, NewMessage, parse
 
     table = session_log(minutes, wire=True)
     clock = [0.0]
@@ -81,7 +81,7 @@ def record_log(minutes: int, folder: Path) -> object:
             log.record_local(kind, **fields)
             continue
         frame = parse(wire)
-        audio = frame.audio_bytes() if kind in ("client.new-audio-message", "server.new-message") else None
+        audio = frame.audio_bytes() if isinstance(frame, (NewAudioMessage, NewMessage)) else None
         log.record(direction, frame, raw=wire, audio_bytes=audio, audio_format="pcm" if audio is not None else None)
     return log
 
@@ -112,8 +112,34 @@ def attach(minutes: int) -> int:
               f"{attach_s / turns_s:.2f}")
         print(f"turns: panel {len(shown)} (waterfall {len(completed)} completed), analysis.turns {len(turns)}")
         panel.close()
+        print("where the time goes (the log already read once, so its DataFrame comes from the log's cache):")
+        for stage, seconds in _stages(_LoggedSession(log)):
+            print(f"  {stage:<44} {seconds:6.2f} s")
         log.close()  # type: ignore[attr-defined]
         return 0 if len(shown) == len(turns) else 1
+
+
+def _stages(session: _LoggedSession) -> list[tuple[str, float]]:
+    """Seconds of each step of an attach: the rows, the fold replay, each widget's replay."""
+    from amigo_lab.widgets import EventInspector, LatencyWaterfall, LiveTimeline, SessionView
+    from amigo_lab.widgets._fold_feed import log_records, shared_history
+
+    stages = []
+    started = time.perf_counter()
+    frames = session.log.to_dataframe()  # type: ignore[attr-defined]
+    stages.append(("DataFrame (cached)", time.perf_counter() - started))
+    started = time.perf_counter()
+    log_records(frames)
+    stages.append(("rows as dicts, wire text of audio left out", time.perf_counter() - started))
+    started = time.perf_counter()
+    with shared_history(session):
+        stages.append(("shared read + one fold replay (rows included)", time.perf_counter() - started))
+        for widget in (EventInspector(), LatencyWaterfall(), LiveTimeline(), SessionView()):
+            started = time.perf_counter()
+            widget.follow(session)
+            stages.append((f"{type(widget).__name__}.follow", time.perf_counter() - started))
+            widget.close()
+    return stages
 
 
 def main() -> int:
