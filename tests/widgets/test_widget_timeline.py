@@ -181,3 +181,29 @@ def test_mp3_decoded_as_one_stream_reaches_the_meter_once(front_end, tmp_path, l
     assert max(max(-lo, hi) for *_, lo, hi in levels) == pytest.approx(float(np.abs(whole).max()), abs=0.002)
     log.close()
 
+
+
+def test_a_mark_of_the_fold_lists_the_frame_that_made_it(front_end):
+    """Marks made from the fold's events (here: speech discarded) stand for the frames at their moment."""
+    import json
+
+    from amigo_lab.protocol import parse
+    from amigo_lab.protocol.fold import Fold, SpeechDiscarded
+
+    timeline = LiveTimeline()
+    fold = Fold(response_format="voice")
+    frames = [(1.0, {"type": "server.vad-mode-switched", "vad_mode_on": True}),
+              (2.0, {"type": "server.vad-speech-started", "audio_ms": 1500}),
+              (2.2, {"type": "server.vad-speech-reset-zero", "audio_ms": 1700})]
+    for seq, (t, obj) in enumerate(frames, start=1):
+        timeline.feed({"seq": seq, "t": t, "direction": "received", "type": obj["type"],
+                       "vad_mode_on": obj.get("vad_mode_on"), "vad_ms": obj.get("audio_ms"), "wire": json.dumps(obj)})
+        fold.feed("received", parse(json.dumps(obj)), t)
+        for event in fold.events_received():
+            timeline.apply_fold(event)
+            assert not isinstance(event, SpeechDiscarded) or event.t == t
+    [mark] = [m for m in timeline.marks() if m["kind"] == "discarded"]
+    assert mark["seq"] == 3                                     # a click finds the frame in the inspector
+    [item] = timeline.hover(marks=[mark["id"]])["items"]
+    assert [f["type"] for f in item["frames"]] == ["server.vad-speech-reset-zero"]
+    assert item["frames"][0]["summary"] == "at 1700 ms"
