@@ -45,6 +45,7 @@ function render({ model, el }) {
   const peak = { in: -90, out: -90 };   // the loudest each meter showed (a test reads it)
   let kernelNow = 0;      // the session clock at the last update, and when it came
   let kernelAt = 0;
+  let animating = false;
   const LANE_H = 14, LEVEL_H = 34, LABEL_W = 92, TOP = 4;
 
   function schedule() {
@@ -150,8 +151,12 @@ function render({ model, el }) {
     root.dataset.levelOut = String(current.out);
     root.dataset.peakOut = String(peak.out);
     root.dataset.peakIn = String(peak.in);
-    // While audio is playing ahead or a level is fresh, keep the clock and meters moving.
-    if (ahead || current.in > -90 || current.out > -90) schedule();
+    // While audio is playing ahead or a level is fresh, keep the clock and meters moving (20 frames a second
+    // is enough for a meter, and leaves the page's time to the player and the microphone).
+    if ((ahead || current.in > -90 || current.out > -90) && !animating) {
+      animating = true;
+      setTimeout(() => { animating = false; schedule(); }, 50);
+    }
   }
 
   // What is under the pointer: the marks within 3 px and the segments of the lane it is in.
