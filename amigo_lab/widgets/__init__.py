@@ -9,7 +9,8 @@ as binary buffers of custom messages, never through traits::
 
 :class:`EventInspector` lists every frame live (audio runs folded, rows expand to wire JSON).
 :class:`LatencyWaterfall` draws each turn's latencies (the protocol fold's names) with running p50 / p90.
-:class:`LiveTimeline` shows the agent's state, both sides' levels and a timeline strip of the call.
+:class:`LiveTimeline` shows the agent's state, a level meter and a small waveform per side (PCM and MP3), and a
+timeline strip of the call whose marks list their frames on hover.
 :class:`Microphone` streams 20 ms PCM16 chunks into ``session.send_chunk``; :class:`Player` plays agent
 audio and logs ``playback.*`` entries; :class:`SessionPanel` shows connection, transcript, VAD, latency
 and errors above both.
