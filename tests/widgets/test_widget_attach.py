@@ -83,3 +83,21 @@ def test_the_inspector_of_an_attached_panel_shows_every_row_and_expands_old_ones
         assert wire is not None and parse(wire).type == "client.new-audio-message"
     finally:
         panel.close()
+
+
+def test_the_strip_replays_the_audio_the_browser_keeps(front_end, long_log, long_session, monkeypatch):
+    from amigo_lab.widgets import LiveTimeline, timeline
+
+    monkeypatch.setattr(timeline, "REPLAY_WINDOW_S", 60.0)
+    strip = LiveTimeline(long_session)
+    frames = long_log.to_dataframe()
+    end = float(frames["t"].max())
+    agent = [s for s in strip.segments() if s["lane"] == "agent"]
+    user = [s for s in strip.segments() if s["lane"] == "user"]
+    assert agent and all(s["t0"] >= end - 60.0 for s in agent + user)
+    recent = frames[(frames["type"] == "server.new-message") & (frames["t"] >= end - 60.0)]
+    assert {s["seq0"] for s in agent} == set(recent.groupby("message_id")["seq"].min())
+    assert all(s["role"] == "answer" for s in agent)                 # meaning still from the fold's replay
+    vad = [s for s in strip.segments() if s["lane"] == "vad"]
+    assert len(vad) == 30                                            # entries other than audio: all of them
+    strip.close()
