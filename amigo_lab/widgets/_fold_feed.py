@@ -28,6 +28,7 @@ __all__ = ["WIRE_TAIL", "follow_fold", "log_entries", "log_records", "replay_fol
 _log = logging.getLogger(__name__)
 
 _LOCAL_FIELDS = ("close_code", "close_reason", "message_id", "played_ms", "audio_ms")
+_PLAIN = (str, int, bool)       # values that are never a missing marker (NaN is a float, pandas NA its own)
 
 WIRE_TAIL = 1000
 """Entries at the end of a replayed log that keep their wire text (the inspector expands them without a
@@ -102,8 +103,8 @@ def _audio_frame(entry: Mapping[str, Any], kind: str, direction: str) -> Any:
 
 
 def _present(value: Any) -> Any:
-    if value is None:
-        return None
+    if value is None or value.__class__ in _PLAIN:
+        return value
     try:
         if isinstance(value, float) and math.isnan(value):
             return None
