@@ -256,7 +256,19 @@ class LiveTimeline(anywidget.AnyWidget):
             self.feed(entry, frame)
 
         self._remove.append(session.on_frame(on_entry))
-        self._remove.append(on_decoded(self._on_decoded))
+        # The decoder's listeners are process-wide: hold this strip weakly, so one never closed can go.
+        method = weakref.WeakMethod(self._on_decoded)
+        removers: list[Callable[[], None]] = []
+
+        def relay(message: Any, piece: bytes | None, samples: np.ndarray | None) -> None:
+            target = method()
+            if target is None:
+                removers[0]()
+            else:
+                target(message, piece, samples)
+
+        removers.append(on_decoded(relay))
+        self._remove.append(removers[0])
         log = getattr(session, "log", None)
         self._clock = getattr(log, "now", None)
         entries = log_entries(session)
