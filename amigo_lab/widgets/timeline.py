@@ -33,7 +33,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from amigo_lab.audio import SAMPLE_RATE, pcm16_to_float
+from amigo_lab.audio import SAMPLE_RATE, AudioError, decode_mp3, pcm16_to_float
 from amigo_lab.protocol.fold import (
     AgentPiece,
     BargeIn,
@@ -425,6 +425,13 @@ class LiveTimeline(anywidget.AnyWidget):
             samples = pcm16_to_float(data[: len(data) // 2 * 2])
             seconds = float(audio_ms or 0.0) / 1000.0
             self._levels.extend(envelope(samples, t, side, sr=samples.size / seconds if seconds > 0 else SAMPLE_RATE))
+        elif audio_format == "mp3" and side == "in":
+            # The user's chunks in MP3 were encoded by the session, which never decodes them: this is their one
+            # decode (a 20 ms chunk takes a fraction of a millisecond).
+            try:
+                self._levels.extend(envelope(decode_mp3(data, sr=SAMPLE_RATE), t, side))
+            except AudioError:
+                return
         elif audio_format == "mp3" and side == "out":
             # The session decodes it next (agent_audio.on_decoded reports the samples): never decoded twice.
             self._mp3_pending[id(data)] = (data, t)

@@ -207,3 +207,23 @@ def test_a_mark_of_the_fold_lists_the_frame_that_made_it(front_end):
     [item] = timeline.hover(marks=[mark["id"]])["items"]
     assert [f["type"] for f in item["frames"]] == ["server.vad-speech-reset-zero"]
     assert item["frames"][0]["summary"] == "at 1700 ms"
+
+
+def test_the_input_meter_reads_the_users_mp3_chunks(front_end, open_session, question_pcm, wait_until):
+    session = open_session(audio_format="mp3")
+    session.greeting.result(timeout=60)
+    timeline = LiveTimeline(session)
+    front_end.custom(timeline, {"kind": "hello"})
+    for i in range(0, len(question_pcm), 640):
+        session.send_chunk(question_pcm[i:i + 640])
+    wanted = len(question_pcm) // 640
+
+    def chunks():
+        sent = session.frames.query("type == 'client.new-audio-message'")
+        return len(sent) >= wanted and sent["audio_format"].dropna().tolist()
+
+    formats = wait_until(chunks, what="the chunks sent")
+    assert set(formats) == {"mp3"}
+    levels = wait_until(lambda: [lv for m in front_end.sent(timeline, "update") for lv in m[0]["levels"]
+                                 if lv[1] == "in"] or None, what="input levels")
+    assert [lv for lv in levels if lv[2] > -40] and [lv for lv in levels if lv[4] > 0.05]
