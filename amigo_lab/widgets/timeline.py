@@ -8,7 +8,8 @@ panel's inspector. Above the lanes: what the
 agent is doing (listening, user speaking, thinking, agent speaking, interrupted), a level meter per side and a
 small scrolling waveform of both sides (each :data:`LEVEL_BIN_S` bin's lowest and highest sample). Agent audio
 in PCM is read from its piece; in MP3 the samples are the session's own decoder's
-(:func:`amigo_lab.session.agent_audio.on_decoded`), never decoded a second time. The conversation's meaning
+(:func:`amigo_lab.session.agent_audio.on_decoded`), never decoded a second time; the user's MP3 chunks, which
+the session only encodes, are decoded here. The conversation's meaning
 (filler vs answer, barge-in, turn ends) comes from the protocol fold's events; levels and segment extents from
 the frames themselves::
 
