@@ -73,6 +73,7 @@ class MessageAudio:
         self._pcm: list[np.ndarray] = []          # PCM at self.rate
         self._mp3_pieces: list[np.ndarray] = []   # MP3 pieces decoded alone, at 16 kHz
         self._mp3_bytes = bytearray()
+        self._stream_decoded: tuple[int, np.ndarray] | None = None   # (bytes decoded, samples)
         self.mp3_stream = False
         self.notes: list[str] = []
         self._align_end_ms = 0.0
@@ -117,13 +118,17 @@ class MessageAudio:
         self._mp3_pieces = []
         self.notes.append(f"MP3 pieces decoded as one stream per message ({why})")
 
-    def add_alignment(self, pairs: tuple[tuple[float, str], ...] | None, piece_start_ms: float) -> None:
-        """Note a piece's alignment; times may count from the message's start or from the piece's."""
+    def add_alignment(self, pairs: tuple[tuple[float, str], ...] | None,
+                      piece_start_ms: Callable[[], float]) -> None:
+        """Note a piece's alignment; times may count from the message's start or from the piece's.
+
+        ``piece_start_ms()`` gives where this piece starts in the message; it is asked only when the times
+        restart, because for an MP3 stream it means decoding the message so far."""
         if not pairs:
             return
         first = float(pairs[0][0])
         if first + 1.0 < self._align_last_ms:
-            self._align_offset_ms = piece_start_ms  # times restart: they count from this piece's start
+            self._align_offset_ms = piece_start_ms()  # times restart: they count from this piece's start
         for ms, _char in pairs:
             self._align_last_ms = float(ms)
             self._align_end_ms = max(self._align_end_ms, float(ms) + self._align_offset_ms)
@@ -141,8 +146,11 @@ class MessageAudio:
         """The whole message so far as float32 at 16 kHz."""
         if self.audio_format == "mp3":
             if self.mp3_stream:
+                if self._stream_decoded is not None and self._stream_decoded[0] == len(self._mp3_bytes):
+                    return self._stream_decoded[1]      # nothing new since the last decode
                 try:
                     whole = _audio.decode_mp3(bytes(self._mp3_bytes), sr=SAMPLE_RATE)
+                    self._stream_decoded = (len(self._mp3_bytes), whole)
                     _tell(self, None, whole)
                     return whole
                 except _audio.AudioError as exc:

@@ -202,7 +202,7 @@ class _TurnTracker:
             self._last_message = frame.message_id
             if audio is not None:
                 message = self._audio_of(frame.message_id)
-                message.add_alignment(frame.transcript_alignment, message.duration_ms)
+                message.add_alignment(frame.transcript_alignment, lambda: message.duration_ms)
                 message.add(audio, rate=rate)
         elif isinstance(frame, VadSpeechResetZero):
             self._reset_zero()
