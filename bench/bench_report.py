@@ -1,6 +1,6 @@
 """What a session's report costs, next to a minimal self-contained report of the same session, in one run.
 
-Run: ``python bench/bench_report.py [--minutes 60] [--minutes-small 15]``.
+Run: ``python bench/bench_report.py [--minutes 60] [--minutes-small 15] [--repeat 1] [--breakdown]``.
 
 A voice session is simulated on a frame log (its clock driven by the script, so an hour takes seconds to
 record): the microphone streams 20 ms PCM chunks all along with server VAD on, and every 10 s the user speaks
@@ -14,7 +14,8 @@ folder:
 
 Figures: seconds and page size (non-audio bytes and total) for each, the ratio report / anchor (goal: within
 2x for 60 minutes), and the growth from ``--minutes-small`` to ``--minutes`` (linear: about the ratio of the
-durations).
+durations). ``--repeat N`` keeps the best of N runs of each; ``--breakdown`` times the report's main steps
+once each, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from amigo_lab.analysis import turns, write_report
+from amigo_lab.analysis import reference_vad_segments, silence_gap_latency, turns, vad_segments, write_report
+from amigo_lab.analysis.spectrogram import pooled_spectrogram
 from amigo_lab.audio import encode_mp3, float_to_pcm16
 from amigo_lab.framelog import FrameLog, load_session
 from amigo_lab.protocol import (
@@ -156,7 +158,34 @@ def _sizes(path: Path) -> str:
     return f"{len(_AUDIO_URI.sub('', page)) / 1e3:8,.0f} kB non-audio, {len(page) / 1e6:6.1f} MB in all"
 
 
-def measure(tmp: Path, minutes: float) -> dict[str, float]:
+def breakdown(folder: Path) -> None:
+    """Time the report's main steps once each on ``folder``, to show where ``audio=False`` spends its time."""
+    session = load_session(folder)
+    steps: list[tuple[str, float]] = []
+
+    def step(name: str, fn):
+        start = time.perf_counter()
+        value = fn()
+        steps.append((name, time.perf_counter() - start))
+        return value
+
+    frames = step("load_session", lambda: load_session(folder).frames)
+    table = step("turns (the fold's replay)", lambda: turns(frames, fast=session.fast))
+    user = step("audio_track('sent')", lambda: session.audio_track("sent", sr=SR))
+    agent = step("audio_track('received')", lambda: session.audio_track("received", sr=SR))
+    reference = step("reference_vad_segments", lambda: reference_vad_segments(user, sr=SR))
+    step("vad_segments", lambda: vad_segments(frames, reference_vad=reference, turns_table=table))
+    # As the report draws them: 900 columns over the session, at most 32 analysis frames averaged per column.
+    hop_ms = max(10.0, max(len(user), len(agent)) / SR * 1000.0 / 900 / 32)
+    step("both spectrograms", lambda: [pooled_spectrogram(x, sr=SR, max_columns=900, hop_ms=hop_ms)
+                                       for x in (user, agent)])
+    step("silence_gap_latency", lambda: silence_gap_latency(user, agent, sr=SR, frames=frames, turns_table=table))
+    print("  where the time goes (each step once): " + ", ".join(f"{name} {sec:.2f} s" for name, sec in steps))
+
+
+def measure(tmp: Path, minutes: float, *, repeat: int = 1, steps: bool = False) -> dict[str, float]:
+    """Time ``write_report`` and the anchor on one simulated session; with ``repeat`` > 1, each the best of
+    that many runs, report and anchor alternating (on a shared machine the best run is the least disturbed)."""
     start = time.perf_counter()
     folder = simulate(tmp / f"session-{minutes:g}", minutes)
     frames = len(load_session(folder).frames)
@@ -164,13 +193,20 @@ def measure(tmp: Path, minutes: float) -> dict[str, float]:
     figures = {}
     for audio in (True, False):
         label = "with audio" if audio else "audio left out"
-        ours, page = _timed(lambda audio=audio: write_report(folder, tmp / "report.html", progress=False,
-                                                                   audio=audio))
-        print(f"  write_report, {label:15} {ours:7.1f} s   {_sizes(page)}")
-        anchor, page = _timed(lambda audio=audio: minimal_report(folder, tmp / "minimal.html", audio=audio))
-        print(f"  minimal report, {label:13} {anchor:7.1f} s   {_sizes(page)}")
+        ours = anchor = float("inf")
+        for _ in range(repeat):
+            seconds, report = _timed(lambda audio=audio: write_report(folder, tmp / "report.html", progress=False,
+                                                                            audio=audio))
+            ours = min(ours, seconds)
+            seconds, minimal = _timed(lambda audio=audio: minimal_report(folder, tmp / "minimal.html", audio=audio))
+            anchor = min(anchor, seconds)
+        best = f" (best of {repeat})" if repeat > 1 else ""
+        print(f"  write_report, {label:15} {ours:7.1f} s   {_sizes(report)}{best}")
+        print(f"  minimal report, {label:13} {anchor:7.1f} s   {_sizes(minimal)}{best}")
         print(f"  ratio report / anchor ({label}) {ours / anchor:5.2f}   (goal <= 2)")
         figures[label] = ours
+    if steps:
+        breakdown(folder)
     return figures
 
 
@@ -178,10 +214,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the long session (60)")
     parser.add_argument("--minutes-small", type=float, default=15.0, help="length of the short one (15; 0 skips)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each, the best kept (1)")
+    parser.add_argument("--breakdown", action="store_true", help="also time the report's main steps once")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     with tempfile.TemporaryDirectory() as tmp:
-        small = measure(Path(tmp), args.minutes_small) if args.minutes_small else None
-        large = measure(Path(tmp), args.minutes)
+        small = (measure(Path(tmp), args.minutes_small, repeat=args.repeat, steps=args.breakdown)
+                 if args.minutes_small else None)
+        large = measure(Path(tmp), args.minutes, repeat=args.repeat, steps=args.breakdown)
         if small:
             for label, seconds in large.items():
                 print(f"growth {args.minutes_small:g} -> {args.minutes:g} minutes ({label}): "

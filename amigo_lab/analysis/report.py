@@ -433,18 +433,17 @@ def _waterfall_svg(table: pd.DataFrame, names: list[str]) -> str:
         labels.append(f"<text x='{_LEFT - 8}' y='{y + 11}'>turn {turn} ({html.escape(kind)})</text>")
         reach = np.nanmax(line)
         bars.append(f"<rect x='{_LEFT}' y='{y + 4}' width='{axis.x(reach) - _LEFT:.1f}' height='6'/>")
-        # Latencies that land on the same pixel are one dot naming them all: drawn apart, the last would hide
+        # Latencies of the same value (to the ms) are one dot naming them all: drawn apart, the last would hide
         # the others and their names. It keeps the colour of the one drawn last, the one that showed.
-        at: dict[str, tuple[int, list[str], float]] = {}
+        at: dict[tuple[str, str], tuple[int, list[str]]] = {}
         for k, (name, value) in enumerate(zip(names, line, strict=False)):
             if k < len(_LATENCY_COLOURS) and not math.isnan(value):
-                x = f"{axis.x(value):.1f}"
-                _, same, _ = at.get(x, (k, [], value))
-                at[x] = (k, [*same, name], value)
-        for x, (k, same, value) in at.items():
+                key = (f"{axis.x(value):.1f}", f"{value:.0f}")
+                at[key] = (k, [*at.get(key, (k, []))[1], name])
+        for (x, ms), (k, same) in at.items():
             # The definitions are listed once below the figure; a dot names its latencies only.
             dots[k].append(f"<circle cx='{x}' cy='{y + 7}' r='4'><title>turn {turn}: {', '.join(same)} = "
-                           f"{value:.0f} ms</title></circle>")
+                           f"{ms} ms</title></circle>")
     body += [f"<g text-anchor='end'>{''.join(labels)}</g>", f"<g fill='#e6e6e6'>{''.join(bars)}</g>"]
     body += [f"<g fill='{colour}'>{''.join(group)}</g>"
              for group, colour in zip(dots, _LATENCY_COLOURS, strict=False) if group]
