@@ -74,8 +74,9 @@ def write_report(session_dir: str | os.PathLike[str], out_path: str | os.PathLik
     """Write one self-contained HTML report of the recorded session in ``session_dir``; returns its path.
 
     ``out_path`` defaults to ``<session_dir>/report.html``. Sections: header (organization, service,
-    formats, conversation id, and a banner when the timings are not real time), turns with per-turn audio
-    players (``audio=False`` leaves the audio out), latency (summary, per language, a waterfall per turn and
+    formats, conversation id, and a banner when the timings are not real time), turns (their ``real_time``
+    column marks each turn whose timings are not) with per-turn audio players (``audio=False`` leaves the
+    players out; what is drawn from the audio stays), latency (summary, per language, a waterfall per turn and
     the distribution, each latency under its fold name with its definition), who spoke when (with a
     reference VAD over the user's audio when there is any), spectrograms and the audio cross-check of latency
     (voice sessions), languages, and errors and closes. A tqdm bar shows the steps unless ``progress=False``.
