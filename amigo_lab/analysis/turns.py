@@ -125,14 +125,16 @@ def turns(frames: pd.DataFrame, *, fast: bool | None = None) -> pd.DataFrame:
       ``events`` / ``n_events`` (external events attached), ``conversation_completed``, ``error``,
       ``user_language`` / ``agent_language``.
 
-    ``fast``: the session's own mark that its audio went faster than real time, which the frame log's rows do
-    not carry: pass ``turns(rec.frames, fast=rec.fast)`` for a recorded session (``meta["fast"]``); None
-    (the default) judges from the log alone.
+    ``fast``: the session's own mark that its audio went faster than real time (``meta["fast"]``), which the
+    rows do not carry. None (the default) takes it from ``frames.attrs["fast"]``, which ``session.frames`` and
+    ``load_session(...).frames`` set; a table without it is judged from the log alone.
 
     Next: :func:`latency_summary`, :func:`~amigo_lab.analysis.vad_timeline`, :func:`~amigo_lab.analysis.languages`.
     """
     if fast is not None and not isinstance(fast, (bool, np.bool_)):
         raise AnalysisError(f"fast must be True, False or None (the session's meta['fast']), got {fast!r}")
+    if fast is None:
+        fast = bool(getattr(frames, "attrs", {}).get("fast", False))
     replayed = replay(frames)
     rows = [_interaction_row(r) for r in replayed.interactions]
     rows += [_unanswered_row(i) for i in replayed.unanswered]

@@ -213,4 +213,6 @@ def load_session(path: str | os.PathLike[str]) -> RecordedSession:
     """
     folder = session_folder(path)
     meta = read_meta(folder)
-    return RecordedSession(path=folder, frames=read_frames(folder, meta), meta=meta)
+    frames = read_frames(folder, meta)
+    frames.attrs["fast"] = bool(meta.get("fast"))    # the rows cannot say it; analysis.turns reads this
+    return RecordedSession(path=folder, frames=frames, meta=meta)

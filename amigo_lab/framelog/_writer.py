@@ -414,12 +414,12 @@ class FrameLog:
             end = self._jsonl_bytes
             cache = self._cache
             if cache is not None and cache[0] == end:
-                return cache[1].copy()
+                return self._marked(cache[1].copy())
             start = cache[0] if cache is not None else 0
             if cache is None and self._closed and parquet_is_complete(self._path, self._meta):
                 frame = read_parquet(self._path / PARQUET_FILE)
                 self._cache = (end, frame)
-                return frame.copy()
+                return self._marked(frame.copy())
         try:
             with open(self._path / FRAMES_FILE, "rb") as handle:
                 handle.seek(start)
@@ -434,7 +434,13 @@ class FrameLog:
         with self._lock:
             if self._cache is None or self._cache[0] < end:
                 self._cache = (end, frame)
-        return frame.copy()
+        return self._marked(frame.copy())
+
+    def _marked(self, frame: pd.DataFrame) -> pd.DataFrame:
+        # The rows cannot say that the session sent audio faster than real time; analysis.turns reads this.
+        with self._lock:
+            frame.attrs["fast"] = bool(self._meta.get("fast"))
+        return frame
 
     def export_parquet(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the DataFrame to ``path`` (default ``DIR/frames.parquet``); returns the path."""
