@@ -3,6 +3,8 @@ reading, not once per piece."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from amigo_lab import audio
@@ -15,7 +17,7 @@ def _stream_pieces(seconds: float = 3.0, pieces: int = 30) -> list[bytes]:
     mp3 = audio.encode_mp3(audio.float_to_pcm16(0.3 * np.sin(2 * np.pi * 220 * t).astype(np.float32)), sr=16000)
     cut = np.linspace(0, len(mp3), pieces + 1).astype(int)
     # Cuts at arbitrary bytes: after the first, no piece starts an MP3 frame, so the message is one stream.
-    return [mp3[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    return [mp3[a:b] for a, b in itertools.pairwise(cut)]
 
 
 def test_an_mp3_stream_is_not_decoded_again_for_every_piece(monkeypatch):
