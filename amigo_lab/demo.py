@@ -196,6 +196,9 @@ def _format_turns(table) -> str:
     for column in ("transcript", "reply_text"):
         if column in view:
             view[column] = view[column].astype("string").str.slice(0, 30)
+    for column in view.columns:
+        if column.endswith("_ms"):
+            view[column] = view[column].round(0).astype("Int64")     # to the millisecond, as measured
     return "turns and latencies (ms from the user's end of turn):\n" + view.to_string(index=False)
 
 
