@@ -15,13 +15,19 @@ def _lane(timeline, lane):
     return [s for s in timeline.segments() if s["lane"] == lane]
 
 
-def test_agent_audio_is_one_segment_per_message_with_its_role(front_end, session, wait_until):
-    timeline = LiveTimeline(session)
+def _answer_segment(timeline, session, wait_until):
+    """Ask the opening hours: the reply, its pieces in the log and the strip's segment for them."""
     reply = session.say("what are your opening hours").result(timeout=60)
     frames = session.frames
     pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
     agent = wait_until(lambda: [s for s in _lane(timeline, "agent") if s["seq1"] == int(pieces["seq"].max())],
                        what="the answer's segment")[0]
+    return reply, pieces, agent
+
+
+def test_agent_audio_is_one_segment_per_message_with_its_role(front_end, session, wait_until):
+    timeline = LiveTimeline(session)
+    _reply, pieces, agent = _answer_segment(timeline, session, wait_until)
     assert agent["n"] == len(pieces) and agent["role"] == "answer"
     assert agent["seq0"] == int(pieces["seq"].min())
     assert agent["t1"] - agent["t0"] >= pieces["audio_ms"].sum() / 1000.0 - 0.01   # laid end to end
@@ -70,11 +76,7 @@ def _hover(front_end, timeline, **refs):
 
 def test_hovering_an_answer_lists_its_pieces_folded_as_one_audio_run(front_end, session, wait_until):
     timeline = LiveTimeline(session)
-    reply = session.say("what are your opening hours").result(timeout=60)
-    frames = session.frames
-    pieces = frames[(frames["type"] == "server.new-message") & (frames["message_id"] == reply.message_id)]
-    agent = wait_until(lambda: [s for s in _lane(timeline, "agent") if s["seq1"] == int(pieces["seq"].max())],
-                       what="the answer's segment")[0]
+    reply, pieces, agent = _answer_segment(timeline, session, wait_until)
     answer = _hover(front_end, timeline, segments=[agent["id"]])
     [item] = answer["items"]
     assert item["title"].startswith("answer: ") and answer["more"] == 0
