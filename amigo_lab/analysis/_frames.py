@@ -6,15 +6,15 @@ monotonic clock ``t`` (seconds since the log started).
 - :func:`replay` feeds the log, row by row, to the protocol's interaction fold
   (:class:`amigo_lab.protocol.fold.Fold`): the same account the live session keeps. Which frames form an
   interaction, when the user stopped, what is filler, what an error voids, what was interrupted, and every
-  latency come from there and nowhere else. Frames are parsed from the verbatim ``wire`` column when the log
-  has it, else rebuilt from the other columns.
+  latency come from there and nowhere else. Each row is fed by :func:`amigo_lab.framelog.feed_row`, the rule
+  the widgets replay by too: frames are parsed from the verbatim ``wire`` column when the log has it, else
+  rebuilt from the other columns.
 - :func:`extract` reads what a timeline draws without interpreting it: sent texts and events, server VAD
   marks placed on ``t`` (by the fold's audio clock), playback reports, and each agent message's pieces.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,32 +24,22 @@ import numpy as np
 import pandas as pd
 
 from amigo_lab.analysis.errors import AnalysisError
+from amigo_lab.framelog._refold import CHUNK_FRAME, feed_row
+from amigo_lab.framelog._values import audio_ms_of, json_value, missing, num, opt_bool, opt_str
 from amigo_lab.protocol import (
-    ContinueConversation,
-    ConversationContinued,
-    ConversationCreated,
     CurrentAgentAction,
-    Frame,
-    FrameError,
-    InteractionComplete,
     NewAudioMessage,
     NewMessage,
     NewTextMessage,
     ServerError,
-    StartConversation,
     SwitchVadMode,
-    UserMessageAvailable,
-    VadModeSwitched,
     VadSpeechEnded,
     VadSpeechResetZero,
     VadSpeechStarted,
-    from_dict,
-    parse,
 )
 from amigo_lab.protocol.constants import (
     ACTION_TOO_LONG,
     MESSAGE_TYPE_EXTERNAL_EVENT,
-    MESSAGE_TYPE_USER,
     SAMPLE_RATE,
     SAMPLE_WIDTH_BYTES,
 )
@@ -134,7 +124,7 @@ class Scan:
     A voice session's log is mostly microphone chunks (50 a second), and a chunk tells the fold and the
     timelines only when it was sent and how much audio it carried; building a dict of every column for each
     one was most of the cost of a pass. ``t``, ``audio_ms`` and ``chunk`` cover every row in ``seq`` order
-    (``audio_ms``: :func:`frame_audio_ms`; ``chunk``: a sent ``client.new-audio-message`` carrying audio);
+    (``audio_ms``: :func:`audio_ms_of`; ``chunk``: a sent ``client.new-audio-message`` carrying audio);
     ``others`` are the :func:`records` of the rows that are not chunks, in order.
     """
 
@@ -176,7 +166,7 @@ def scan(frames: pd.DataFrame, *, chunks_only: bool = False) -> Scan:
     frames = check_frames(frames)
     size = _numbers(frames["audio_bytes"])
     ms = _numbers(frames["audio_ms"])
-    # frame_audio_ms, column-wise: audio_ms, else PCM16 bytes at 16 kHz, else 0.
+    # audio_ms_of, column-wise: audio_ms, else PCM16 bytes at 16 kHz, else 0.
     audio_ms = np.where(np.isnan(ms), np.where(np.isnan(size), 0.0, size / _PCM_BYTES_PER_MS), ms)
     chunk = _is(frames["direction"], SENT) & _is(frames["type"], NewAudioMessage.TYPE) & (size > 0)
     others = [] if chunks_only else records(frames.iloc[np.flatnonzero(~chunk)])
@@ -220,43 +210,7 @@ def measured_pace(frames: pd.DataFrame | Scan) -> Callable[[float, float], float
     return pace
 
 
-# --- scalar helpers: the log uses pandas' nullable dtypes, so a missing value may be NA, None or NaN ----------
-
-
-def missing(value: Any) -> bool:
-    """True for NA, None and NaN."""
-    if value is None or value is pd.NA:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def num(value: Any) -> float:
-    """The value as a float, NaN when missing."""
-    return NAN if missing(value) else float(value)
-
-
-def opt_str(value: Any) -> str | None:
-    """The value as a str, None when missing."""
-    return None if missing(value) else str(value)
-
-
-def opt_bool(value: Any) -> bool | None:
-    """The value as a bool, None when missing."""
-    return None if missing(value) else bool(value)
-
-
-def json_value(value: Any) -> Any:
-    """Decode a JSON string column (``action``, ``alignment``, ``extra``); None when missing or not JSON."""
-    text = opt_str(value)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+# --- scalar helpers (missing values: ``missing``, ``num``, ``opt_str`` ... from the frame log's own) -----------
 
 
 def alignment_text(value: Any) -> str:
@@ -265,15 +219,6 @@ def alignment_text(value: Any) -> str:
     if not isinstance(pairs, list):
         return ""
     return "".join(str(p[1]) for p in pairs if isinstance(p, (list, tuple)) and len(p) == 2)
-
-
-def frame_audio_ms(rec: dict[str, Any]) -> float:
-    """Milliseconds of audio a frame carried: ``audio_ms``, else PCM16 bytes at 16 kHz, else 0."""
-    ms = num(rec["audio_ms"])
-    if not math.isnan(ms):
-        return ms
-    size = num(rec["audio_bytes"])
-    return 0.0 if math.isnan(size) else size / _PCM_BYTES_PER_MS
 
 
 def carries_audio(rec: dict[str, Any]) -> bool:
@@ -314,7 +259,7 @@ class AgentMessage:
     @property
     def audio_ms(self) -> float:
         """Milliseconds of audio in all pieces (0 for text replies)."""
-        return sum(frame_audio_ms(p) for p in self.pieces)
+        return sum(audio_ms_of(p) for p in self.pieces)
 
     @property
     def has_audio(self) -> bool:
@@ -428,14 +373,6 @@ def describe_error(rec: dict[str, Any]) -> str:
 
 # --- the one account: replaying the log through the protocol's interaction fold ----------------------------
 
-# Rows of these types carry nothing the fold reads beyond their type; one shared frame each (frames are values).
-_CHUNK = NewAudioMessage(audio="")
-_AUDIO_END = NewAudioMessage(audio=None)
-_START = StartConversation(service_id="0" * 24)
-_CONTINUE = ContinueConversation(conversation_id="0" * 24)
-_FOLDED_LOCAL = (CONNECTION_OPENED, CONNECTION_CLOSED, *PLAYBACK_TYPES, "user.speech-ended")
-
-
 @dataclass
 class Replay:
     """A frame log replayed through :class:`~amigo_lab.protocol.fold.Fold`: the session's own account.
@@ -453,55 +390,6 @@ class Replay:
     scan: Scan
 
 
-def _rebuild(rec: dict[str, Any]) -> Frame | None:
-    """The frame of a log row: parsed from ``wire`` when present, else rebuilt from the columns."""
-    direction, kind = rec["direction"], rec["type"]
-    if kind == NewAudioMessage.TYPE:
-        return _CHUNK if carries_audio(rec) else _AUDIO_END  # audio itself is not needed, its duration is
-    if kind == BINARY_FRAME and direction == RECEIVED:
-        # Agent audio in a binary message: a piece of the open message, as the live session folds it.
-        return NewMessage(message="", message_id=opt_str(rec["message_id"]) or "")
-    wire = opt_str(rec.get(WIRE_COLUMN))
-    if wire is not None:
-        try:
-            return parse(wire)
-        except FrameError:
-            pass  # fall back to the columns, which the log wrote from the frame it had
-    if direction == SENT and kind == StartConversation.TYPE:
-        return _START
-    obj: dict[str, Any] = {"type": kind}
-    if direction == SENT:
-        if kind == ContinueConversation.TYPE:
-            return _CONTINUE
-        elif kind == NewTextMessage.TYPE:
-            # A sent text without its text cannot be rebuilt: the row is counted as skipped.
-            obj.update(text=opt_str(rec["text"]), message_type=opt_str(rec["message_type"]) or MESSAGE_TYPE_USER)
-        elif kind == SwitchVadMode.TYPE:
-            obj["vad_mode_on"] = bool(opt_bool(rec["vad_mode_on"]))
-    elif kind == UserMessageAvailable.TYPE:
-        obj.update(message_id=opt_str(rec["message_id"]), user_message=opt_str(rec["text"]))
-    elif kind == CurrentAgentAction.TYPE:
-        obj["action"] = json_value(rec["action"]) or opt_str(rec["action_type"])
-    elif kind == NewMessage.TYPE:
-        obj.update(message="" if not missing(rec["audio_bytes"]) else opt_str(rec["text"]) or "",
-                   stop=opt_bool(rec["stop"]), message_id=opt_str(rec["message_id"]),
-                   sequence_number=None if missing(rec["sequence_number"]) else int(rec["sequence_number"]),
-                   transcript_alignment=json_value(rec["alignment"]))
-    elif kind == InteractionComplete.TYPE:
-        obj.update(message_id=opt_str(rec["message_id"]), interaction_id=opt_str(rec["interaction_id"]),
-                   full_message=opt_str(rec["text"]), conversation_completed=opt_bool(rec["conversation_completed"]))
-    elif kind in _VAD_KINDS:
-        obj["audio_ms"] = None if missing(rec["vad_ms"]) else float(rec["vad_ms"])
-    elif kind == ServerError.TYPE:
-        obj.update(http_error_code=None if missing(rec["http_error_code"]) else int(rec["http_error_code"]),
-                   error_description=opt_str(rec["error_description"]) or opt_str(rec["text"]))
-    elif kind == VadModeSwitched.TYPE:
-        obj["vad_mode_on"] = opt_bool(rec["vad_mode_on"])
-    elif kind == ConversationCreated.TYPE or kind == ConversationContinued.TYPE:
-        obj["conversation_id"] = opt_str(rec.get("conversation_id"))
-    return from_dict({k: v for k, v in obj.items() if v is not None})
-
-
 def replay(frames: pd.DataFrame) -> Replay:
     """Feed a frame log, row by row in ``seq`` order, to the protocol's fold: the same account the session
     keeps live. One pass, constant work per row. Next: :func:`~amigo_lab.analysis.turns`."""
@@ -512,31 +400,9 @@ def replay(frames: pd.DataFrame) -> Replay:
     for t, ms, rec in log.walk():
         if rec is None:
             # A sent chunk: the fold needs its time and duration only, so one shared frame serves every chunk.
-            fold.feed(SENT, _CHUNK, t, audio_ms=ms)
-            events.extend(fold.events_received())
-            continue
-        direction, kind = rec["direction"], rec["type"]
-        if direction == LOCAL:
-            if kind in _FOLDED_LOCAL:
-                fold.feed_local(kind, t, close_code=None if missing(rec["close_code"]) else int(rec["close_code"]),
-                                close_reason=opt_str(rec["close_reason"]) or "",
-                                message_id=opt_str(rec["message_id"]),
-                                played_ms=None if missing(rec["played_ms"]) else float(rec["played_ms"]))
-                events.extend(fold.events_received())
-            continue
-        if direction not in (SENT, RECEIVED):
-            continue
-        try:
-            frame = _rebuild(rec)
-        except (FrameError, TypeError, ValueError):
+            fold.feed(SENT, CHUNK_FRAME, t, audio_ms=ms)
+        elif not feed_row(fold, rec):
             skipped += 1
-            continue
-        if frame is None:
-            continue
-        audio_ms = None
-        if kind in (NewAudioMessage.TYPE, NewMessage.TYPE, BINARY_FRAME) and not missing(rec["audio_bytes"]):
-            audio_ms = ms
-        fold.feed(direction, frame, t, audio_ms=audio_ms)
         events.extend(fold.events_received())
     dropped = [e.input for e in events if isinstance(e, InputDropped)]
     unanswered = [i for i in (*dropped, *fold.pending_inputs()) if i.source != "event"]

@@ -37,10 +37,12 @@ Times: ``t`` is seconds on ``time.monotonic()`` since the log started, ``wall`` 
 
 Write with :class:`FrameLog` (a session does it for you); read with :func:`load_session`, then
 :func:`frames_view` for a readable table, :attr:`RecordedSession.frames` for analysis and
-:meth:`RecordedSession.audio_track` to listen.
+:meth:`RecordedSession.audio_track` to listen. :func:`feed_row` replays a row into the protocol's fold, by the
+one rule the analysis and the widgets both use.
 """
 
 from amigo_lab.framelog._reader import entries_to_dataframe, read_parquet
+from amigo_lab.framelog._refold import feed_row, frame_of_row
 from amigo_lab.framelog._schema import (
     AUDIO_FILES,
     BINARY_FRAME,
@@ -73,6 +75,7 @@ __all__ = [
     "FLAG_INVALID_UNICODE", "FLAG_RESERIALIZED", "FLAG_UNPARSED", "FRAMES_FILE", "INVALID_FRAME",
     "LOCAL_EVENT_TYPES", "LOCAL_KINDS", "META_FILE", "PARQUET_FILE", "VIEW_COLUMNS",
     "Entry", "FrameLog", "FrameLogError", "LocalKind", "RecordedSession",
-    "default_sessions_dir", "entries_to_dataframe", "frames_view", "load_session", "pcm_ms", "read_parquet",
+    "default_sessions_dir", "entries_to_dataframe", "feed_row", "frame_of_row", "frames_view", "load_session",
+    "pcm_ms", "read_parquet",
     "register_local_kind", "wire_audio_ms",
 ]

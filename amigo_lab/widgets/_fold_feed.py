@@ -2,14 +2,14 @@
 
 Widgets never keep their own account of the conversation: they read interactions and latencies from the
 protocol's one fold. Live events are the session's own fold's (``session.on_event``); what the log held
-before a widget subscribed is replayed through a :class:`~amigo_lab.protocol.fold.Fold` (the same frames, the
-same rules), so a widget shows a session that was already running when it was made.
+before a widget subscribed is replayed through a :class:`~amigo_lab.protocol.fold.Fold` by
+:func:`amigo_lab.framelog.feed_row`, the rule the analysis replays a saved log by, so a widget shows a session
+that was already running when it was made.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import threading
@@ -19,15 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from amigo_lab.framelog import BINARY_FRAME
-from amigo_lab.protocol import NewAudioMessage, NewMessage, parse
+from amigo_lab.framelog import feed_row
+from amigo_lab.protocol import NewAudioMessage, NewMessage
 from amigo_lab.protocol.fold import Fold
 
 __all__ = ["WIRE_TAIL", "follow_fold", "log_entries", "log_records", "replay_fold", "shared_history"]
 
 _log = logging.getLogger(__name__)
 
-_LOCAL_FIELDS = ("close_code", "close_reason", "message_id", "played_ms", "audio_ms")
 _PLAIN = (str, int, bool)       # values that are never a missing marker (NaN is a float, pandas NA its own)
 
 WIRE_TAIL = 1000
@@ -36,8 +35,6 @@ read of the log); older audio entries come without it."""
 
 # Columns no widget reads from a replayed entry: the wall clock, and the wire text (read where needed only).
 _SKIPPED_COLUMNS = ("wall", "wire")
-# A sent chunk carries nothing the fold reads beyond its duration (given as audio_ms): one shared frame each.
-_CHUNK = NewAudioMessage(audio="")
 
 
 def _column(series: Any) -> list[Any]:
@@ -80,28 +77,6 @@ def log_records(frames: Any, *, wire_tail: int = WIRE_TAIL) -> list[dict[str, An
     return rows
 
 
-def _audio_frame(entry: Mapping[str, Any], kind: str, direction: str) -> Any:
-    """The frame of an audio entry, rebuilt from its columns: what the fold reads of it, without parsing
-    kilobytes of base64 wire text (the session's own fold sees the same fields)."""
-    if not _present(entry.get("audio_bytes")):
-        return None         # the end of the user's audio, a text piece: parsed from the wire text
-    if kind == NewAudioMessage.TYPE and direction == "sent":
-        return _CHUNK
-    if kind != NewMessage.TYPE or direction != "received":
-        return None
-    alignment = _present(entry.get("alignment"))
-    pairs = None
-    if alignment:
-        try:
-            pairs = json.loads(alignment) if isinstance(alignment, str) else alignment
-        except ValueError:
-            pairs = None
-    number = _present(entry.get("sequence_number"))
-    return NewMessage(message="", stop=bool(_present(entry.get("stop"))),
-                      sequence_number=None if number is None else int(number),
-                      message_id=str(_present(entry.get("message_id")) or ""), transcript_alignment=pairs)
-
-
 def _present(value: Any) -> Any:
     if value is None or value.__class__ in _PLAIN:
         return value
@@ -117,38 +92,6 @@ def _present(value: Any) -> Any:
     return value
 
 
-def _feed_entry(fold: Fold, entry: Mapping[str, Any], frame: Any) -> None:
-    direction = _present(entry.get("direction"))
-    t = _present(entry.get("t"))
-    kind = _present(entry.get("type"))
-    if t is None or kind is None:
-        return
-    if direction == "local":
-        fields = {name: _present(entry.get(name)) for name in _LOCAL_FIELDS}
-        fold.feed_local(str(kind), float(t), **{k: v for k, v in fields.items() if v is not None})
-        return
-    if direction not in ("sent", "received"):
-        return
-    if kind == BINARY_FRAME and direction == "received":
-        # Agent audio in a binary message: a piece of its message, as the session folds it.
-        frame = NewMessage(message="", message_id=str(_present(entry.get("message_id")) or ""))
-    if frame is None and kind in (NewAudioMessage.TYPE, NewMessage.TYPE):
-        try:
-            frame = _audio_frame(entry, str(kind), str(direction))
-        except Exception:
-            frame = None
-    if frame is None:
-        wire = _present(entry.get("wire"))
-        if wire is None:
-            return
-        try:
-            frame = parse(wire)
-        except Exception:
-            return
-    audio_ms = _present(entry.get("audio_ms"))
-    fold.feed(str(direction), frame, float(t), audio_ms=None if audio_ms is None else float(audio_ms))
-
-
 def replay_fold(frames: Any, *, response_format: str | None = None, audio_format: str | None = "pcm") -> list[Any]:
     """Every fold event of a frame-log DataFrame (``session.frames`` or ``load_session(...).frames``), in order.
 
@@ -157,7 +100,7 @@ def replay_fold(frames: Any, *, response_format: str | None = None, audio_format
     fold = Fold(response_format=response_format, audio_format=audio_format)
     events: list[Any] = []
     for entry in log_records(frames, wire_tail=0):
-        _feed_entry(fold, entry, None)
+        feed_row(fold, entry)
         events.extend(fold.events_received())
     return events
 
@@ -194,7 +137,7 @@ class _History:
                 if int(seq) <= self._folded_seq:
                     continue
                 self._folded_seq = int(seq)
-            _feed_entry(self._fold, entry, frame)
+            feed_row(self._fold, entry, frame=frame)
             self._events.extend(self._fold.events_received())
             t = _present(entry.get("t"))
             if t is not None:
