@@ -72,12 +72,13 @@ def frame_of_row(row: Mapping[str, Any]) -> Frame | None:
     Raises :class:`~amigo_lab.protocol.FrameError` (or TypeError / ValueError) when the columns cannot make
     a frame, e.g. a sent text without its text. Next: :func:`feed_row`, which feeds it to a fold.
     """
-    direction, kind = _get(row, "direction"), _get(row, "type")
+    direction: Any = row.get("direction")
+    kind: Any = row.get("type")
     if kind == NewAudioMessage.TYPE:
         return CHUNK_FRAME if _carries_audio(row) else _AUDIO_END  # its duration matters, not its audio
     if kind == BINARY_FRAME and direction == RECEIVED:
         return NewMessage(message="", message_id=opt_str(_get(row, "message_id")) or "")
-    wire = opt_str(_get(row, "wire"))
+    wire = opt_str(row.get("wire"))
     if wire is not None:
         try:
             return parse(wire)
@@ -94,7 +95,9 @@ def feed_row(fold: Fold, row: Mapping[str, Any], *, frame: Frame | None = None) 
     ``t`` or ``type``, and directions other than sent / received / local, are passed over (True). Next:
     ``fold.events_received()``.
     """
-    t, kind, direction = _get(row, "t"), _get(row, "type"), _get(row, "direction")
+    t: Any = row.get("t")
+    kind: Any = row.get("type")
+    direction: Any = row.get("direction")
     if missing(t) or missing(kind):
         return True
     if direction == LOCAL:
@@ -126,7 +129,7 @@ def _get(row: Mapping[str, Any], name: str) -> Any:
 
 
 def _carries_audio(row: Mapping[str, Any]) -> bool:
-    size = _get(row, "audio_bytes")
+    size: Any = row.get("audio_bytes")
     return not missing(size) and float(size) > 0
 
 

@@ -15,10 +15,21 @@ from amigo_lab.framelog._schema import pcm_ms
 NAN = math.nan
 
 
+_NEVER_MISSING = (str, int, bool)
+
+
 def missing(value: Any) -> bool:
     """True for NA, None and NaN."""
     if value is None or value is pd.NA:
         return True
+    # The common values first: a replay asks this of every column of every row.
+    cls = value.__class__
+    if cls is float:
+        return value != value  # NaN is the only float unequal to itself
+    if cls in _NEVER_MISSING:
+        return False
+    if isinstance(value, float):  # numpy's floats
+        return value != value  # NaN is the only float unequal to itself
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
