@@ -25,11 +25,11 @@ def missing(value: Any) -> bool:
     # The common values first: a replay asks this of every column of every row.
     cls = value.__class__
     if cls is float:
-        return value != value  # NaN is the only float unequal to itself
+        return bool(value != value)  # NaN is the only float unequal to itself
     if cls in _NEVER_MISSING:
         return False
     if isinstance(value, float):  # numpy's floats
-        return value != value  # NaN is the only float unequal to itself
+        return bool(value != value)
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
