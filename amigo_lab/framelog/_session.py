@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -17,6 +16,7 @@ import pandas as pd
 from amigo_lab import audio as _audio
 from amigo_lab.framelog._reader import read_frames, read_meta, session_folder, write_parquet
 from amigo_lab.framelog._schema import AUDIO_FILES, PARQUET_FILE, FrameLogError
+from amigo_lab.protocol import decode_audio_base64
 
 logger = logging.getLogger("amigo_lab.framelog")
 
@@ -169,7 +169,7 @@ def _audio_from_wire(wire: Any, size: int) -> bytes | None:
         text = payload.get(key)
         if isinstance(text, str) and len(text) >= size:
             try:
-                data = base64.b64decode(text, validate=True)
+                data, _ = decode_audio_base64(text)  # in whatever base64 form the service sent it
             except (ValueError, binascii.Error):
                 continue
             if len(data) == size:

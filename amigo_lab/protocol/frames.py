@@ -244,6 +244,41 @@ def normalise_alignment(value: Any) -> Alignment | None:
 _DECODED = "_decoded_audio"
 
 
+_URL_SAFE = str.maketrans("-_", "+/")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+#: The shortest text read as base64 in a form other than the standard one: 48 bytes, 1.5 ms of PCM16 (a piece
+#: of audio is far longer, while a short word of text could pass for unpadded base64).
+MIN_MENDED_BASE64 = 64
+
+
+def decode_audio_base64(text: str) -> tuple[bytes, str | None]:
+    """Decode the base64 audio of an agent piece: ``(bytes, None)`` for standard padded base64, else
+    ``(bytes, what was mended)`` for the forms other encoders emit (line breaks every 76 characters, the
+    URL-safe alphabet, no padding). Raises ``binascii.Error`` / ValueError when it is neither.
+
+    Text with spaces, or shorter than :data:`MIN_MENDED_BASE64`, is only read as standard base64, so a text
+    piece is not taken for audio. Next: the bytes are wire audio in the session's ``audio_format``.
+    """
+    try:
+        return base64.b64decode(text, validate=True), None
+    except (binascii.Error, ValueError):
+        if len(text) < MIN_MENDED_BASE64 or " " in text:
+            raise
+    mended = []
+    compact = _LINE_BREAKS.sub("", text)
+    if len(compact) != len(text):
+        mended.append("line breaks")
+    if "-" in compact or "_" in compact:
+        compact = compact.translate(_URL_SAFE)
+        mended.append("the URL-safe alphabet")
+    if len(compact) % 4 == 1:
+        raise binascii.Error("its length is one more than a multiple of four, which no base64 has")
+    if len(compact) % 4:
+        compact += "=" * (-len(compact) % 4)
+        mended.append("no padding")
+    return base64.b64decode(compact, validate=True), ", ".join(mended)
+
+
 def _encode_base64(data: bytes | bytearray | memoryview | None) -> str | None:
     return None if data is None else base64.b64encode(bytes(data)).decode("ascii")
 
@@ -561,13 +596,16 @@ class NewMessage(Frame):
         """Decode ``message`` as base64 audio (for ``response_format=voice``). Raises FrameError if it is not.
 
         The bytes are decoded on the first call and kept, so every reader of the frame shares one decode.
+        Base64 in another encoder's form is decoded too (:func:`decode_audio_base64`) and noted in ``problems``.
         """
         decoded: bytes | None = self.__dict__.get(_DECODED)
         if decoded is None:
             try:
-                decoded = base64.b64decode(self.message, validate=True)
+                decoded, mended = decode_audio_base64(self.message)
             except (binascii.Error, ValueError) as exc:
                 raise _fail(self, "message", f"is not base64 audio ({exc}); is response_format 'text'?") from exc
+            if mended:
+                self._note("message", f"message: base64 audio with {mended}; decoded")
             object.__setattr__(self, _DECODED, decoded)
         return decoded
 

@@ -58,6 +58,10 @@ DEVIATION_LIST: list[D] = [
     D("agent-rate-unannounced", "agent PCM at 24 kHz, nobody says so: the client warns", agent_rate=24_000,
       check_reply_audio=False, expect_warning="alignment"),
     D("binary-audio", "agent audio in binary WebSocket frames", binary_audio=True),
+    D("base64-lines", "base64 audio with a line break every 76 characters (MIME, Python's encodebytes)",
+      base64_form="lines"),
+    D("base64-url-safe", "base64 audio in the URL-safe alphabet", base64_form="url-safe"),
+    D("base64-unpadded", "base64 audio without its = padding", base64_form="unpadded"),
     # --- errors ----------------------------------------------------------------------------------------
     D("error-code-string", "http_error_code as a string", error_code_as_string=True,
       expect_fail=(("say1", "400"),)),

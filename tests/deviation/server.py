@@ -64,6 +64,7 @@ class Deviation:
     pcm_odd_pieces: bool = False
     mp3_stream: bool = False                     # one MP3 stream per message, cut into byte pieces
     binary_audio: bool = False                   # audio as binary WebSocket frames of the open message
+    base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded
     # --- field shapes ----------------------------------------------------------------------------------
     omit_defaults: frozenset[str] = frozenset()  # stop / sequence_number / conversation_completed
     full_message: bool = True
@@ -109,6 +110,16 @@ class Deviation:
     def connect_options(self) -> dict[str, Any]:
         """The ``connect()`` keyword arguments of this deviation."""
         return dict(self.connect)
+
+
+def _base64(data: bytes, form: str) -> str:
+    """``data`` in base64 as one encoder or another writes it."""
+    if form == "lines":
+        return base64.encodebytes(data).decode("ascii")  # a line break every 76 characters, and at the end
+    if form == "url-safe":
+        return base64.urlsafe_b64encode(data).decode("ascii")
+    text = base64.b64encode(data).decode("ascii")
+    return text.rstrip("=") if form == "unpadded" else text
 
 
 def _tone(ms: float, sr: int, freq: float = 330.0) -> np.ndarray:
@@ -454,7 +465,7 @@ class _Connection:
             last = i == n - 1
             frame: dict[str, Any] = {"type": "server.new-message"}
             if self.voice:
-                frame["message"] = "" if d.binary_audio else base64.b64encode(piece).decode("ascii")
+                frame["message"] = "" if d.binary_audio else _base64(piece, d.base64_form)
                 frame["transcript_alignment"] = self._alignment(message.chars[i], i * piece_ms, piece_ms)
                 if d.announce_rate:
                     frame["sample_rate"] = d.agent_rate

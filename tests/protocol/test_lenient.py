@@ -209,3 +209,35 @@ def test_numeric_types_other_than_int_and_float_become_plain_numbers():
     assert json.loads(p.serialize(frame))["transcript_alignment"] == [[0.5, "a"]]
     assert p.VadSpeechEnded(audio_ms=Fraction(3, 2)).audio_ms == 1.5  # type: ignore[arg-type]
     assert p.UserMessageAvailable(message_id=Fraction(4, 1)).message_id == "4.0"  # type: ignore[arg-type]
+
+
+PCM = bytes(range(256)) * 4 + b"\x07"  # 1,025 bytes: the standard form needs padding
+
+
+@pytest.mark.parametrize(("text", "mended"), [
+    (base64.b64encode(PCM).decode(), None),
+    (base64.encodebytes(PCM).decode(), "line breaks"),
+    (base64.encodebytes(PCM).decode().replace("\n", "\r\n"), "line breaks"),
+    (base64.urlsafe_b64encode(PCM).decode(), "the URL-safe alphabet"),
+    (base64.b64encode(PCM).decode().rstrip("="), "no padding"),
+    (base64.urlsafe_b64encode(PCM).decode().rstrip("="), "the URL-safe alphabet, no padding"),
+])
+def test_agent_audio_in_another_encoders_base64_is_decoded_and_noted(text, mended):
+    assert p.decode_audio_base64(text) == (PCM, mended)
+    frame = p.parse(json.dumps({"type": "server.new-message", "message": text, "message_id": "m"}))
+    assert frame.audio_bytes() == PCM
+    assert frame.problems == (() if mended is None else (f"message: base64 audio with {mended}; decoded",))
+
+
+@pytest.mark.parametrize("text", [
+    "Thanks",                                                   # short: could pass for unpadded base64
+    "Sure, I can help you with that appointment tomorrow morning at nine",   # spaces: text, not audio
+    "x" * 63 + "!",                                              # not base64 in any form
+    "QUJD" * 20 + "Q",                                           # a length no base64 has
+])
+def test_text_is_not_taken_for_audio_in_a_mended_form(text):
+    with pytest.raises(ValueError):
+        p.decode_audio_base64(text)
+    frame = p.parse(json.dumps({"type": "server.new-message", "message": text, "message_id": "m"}))
+    with pytest.raises(p.FrameError, match="is not base64 audio"):
+        frame.audio_bytes()
