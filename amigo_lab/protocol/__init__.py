@@ -73,6 +73,7 @@ from amigo_lab.protocol.frames import (
     normalise_alignment,
     parse,
     serialize,
+    split_batched,
 )
 from amigo_lab.protocol.wire import (
     announced_sample_rate,
@@ -145,6 +146,7 @@ __all__ = [
     "region_host",
     "serialize",
     "should_reconnect",
+    "split_batched",
     "token_from_subprotocols",
     "wire",
 ]

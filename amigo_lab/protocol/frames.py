@@ -734,6 +734,35 @@ def _reject_constant(name: str) -> Any:
     raise FrameError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _skip_blank(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def split_batched(text: str) -> list[str] | None:
+    """The JSON texts of a message that holds several JSON values one after another (one per line, as a
+    batching gateway sends them, or back to back), each verbatim; None for any other text.
+
+    The contract is one frame per message; the client reads each part as a message of its own and notes the
+    batch. Call it only after :func:`parse` failed: it decodes the whole text again. Next: :func:`parse`
+    each part.
+    """
+    parts: list[str] = []
+    position = _skip_blank(text, 0)
+    while position < len(text):
+        try:
+            _, end = _DECODER.raw_decode(text, position)
+        except ValueError:
+            return None
+        parts.append(text[position:end])
+        position = _skip_blank(text, end)
+    return parts if len(parts) > 1 else None
+
+
 def parse(text: str | bytes | bytearray) -> Frame:
     """Parse one wire message into its frame.
 

@@ -53,6 +53,7 @@ from amigo_lab.protocol import (
     is_vad_ack,
     redact,
     should_reconnect,
+    split_batched,
 )
 from amigo_lab.protocol import constants as C
 from amigo_lab.protocol.fold import Fold, FoldEvent
@@ -982,10 +983,21 @@ class Session:
         if isinstance(data, (bytes, bytearray, memoryview)):
             self._on_binary(bytes(data))
             return
+        self._on_text(data)
+
+    def _on_text(self, data: str) -> None:
         try:
             self._conv.receive(data)
         except FrameError as exc:
-            self._log.record("received", None, raw=data, error_description=str(exc))
+            parts = split_batched(data)
+            if parts is None:
+                self._log.record("received", None, raw=data, error_description=str(exc))
+                return
+            # Several frames in one message (a batching gateway): each is read, and logged, as its own.
+            self._note(f"one message held {len(parts)} JSON frames, one after another; each is read as a message "
+                       "of its own", None)
+            for part in parts:
+                self._on_text(part)
             return
         frames = self._conv.events_received()
         violations = self._conv.violations_received()

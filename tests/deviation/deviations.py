@@ -70,6 +70,9 @@ DEVIATION_LIST: list[D] = [
       expect_fail=(("say1", "400"),)),
     # --- more than the contract says -------------------------------------------------------------------
     D("unknown-frame-types", "frame types this client does not know", unknown_frames=True),
+    D("frames-batched", "up to 4 frames in one message, one per line, as a batching gateway sends them",
+      batch=4),
+    D("frames-batched-vad", "frames batched in one message, server VAD on", scenario="vad", batch=3),
     D("extra-fields", "extra keys on every frame", extra_fields=True),
     D("wire-key-named-extra", "a wire key literally named 'extra'", wire_key_extra=True),
     D("lone-surrogate", "half an emoji (a lone UTF-16 surrogate) in the agent's text", lone_surrogate=True),

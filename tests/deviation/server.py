@@ -65,6 +65,7 @@ class Deviation:
     mp3_stream: bool = False                     # one MP3 stream per message, cut into byte pieces
     binary_audio: bool = False                   # audio as binary WebSocket frames of the open message
     base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded
+    batch: int = 1                               # text frames per message, one per line (a batching gateway)
     # --- field shapes ----------------------------------------------------------------------------------
     omit_defaults: frozenset[str] = frozenset()  # stop / sequence_number / conversation_completed
     full_message: bool = True
@@ -234,6 +235,8 @@ class _Connection:
         self.index = index
         self.state: _State | None = None
         self.closed = self.held = False
+        self._batch: list[str] = []          # text frames waiting to go out together (batch > 1)
+        self._flusher: asyncio.TimerHandle | None = None
 
     # --- sending ----------------------------------------------------------------------------------------
 
@@ -253,6 +256,7 @@ class _Connection:
         if self.closed:
             return
         if isinstance(obj, bytes):
+            await self._flush()
             await self.ws.send(obj)
             self.server.frames_sent += 1
             self.server.audio_bytes_sent += len(obj)
@@ -264,8 +268,32 @@ class _Connection:
         text = json.dumps(obj)  # ensure_ascii: a lone surrogate travels as a \\ud83d escape, as JSON allows
         copies = 2 if obj.get("type") in self.d.duplicate else 1
         for _ in range(copies):
-            await self.ws.send(text)
             self.server.frames_sent += 1
+            if self.d.batch > 1:
+                await self._batched(text)
+            else:
+                await self.ws.send(text)
+
+    async def _batched(self, text: str) -> None:
+        """As a batching gateway does: up to ``batch`` frames in one message, one per line, or what came
+        within 10 ms."""
+        self._batch.append(text)
+        if len(self._batch) >= self.d.batch:
+            await self._flush()
+        elif self._flusher is None:
+            loop = asyncio.get_running_loop()
+            self._flusher = loop.call_later(0.01, lambda: loop.create_task(self._flush()))
+
+    async def _flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if self._batch and not self.closed:
+            batch, self._batch = self._batch, []
+            try:
+                await self.ws.send("\n".join(batch))
+            except Exception:
+                pass  # the client went away meanwhile: nothing to deliver
 
     async def unknown(self, where: str) -> None:
         if self.d.unknown_frames:

@@ -241,3 +241,20 @@ def test_text_is_not_taken_for_audio_in_a_mended_form(text):
     frame = p.parse(json.dumps({"type": "server.new-message", "message": text, "message_id": "m"}))
     with pytest.raises(p.FrameError, match="is not base64 audio"):
         frame.audio_bytes()
+
+
+def test_a_message_of_several_frames_splits_into_each_verbatim():
+    one = '{"type":"server.vad-speech-started","audio_ms":1}'
+    two = '{"type": "server.vad-speech-ended", "audio_ms": 2}'
+    assert p.split_batched(f"{one}\n{two}\n") == [one, two]
+    assert p.split_batched(f"  {one}{two}") == [one, two]          # back to back, no line between
+    assert [type(p.parse(part)) for part in p.split_batched(f"{one}\r\n{two}")] == [p.VadSpeechStarted,
+                                                                                   p.VadSpeechEnded]
+    with pytest.raises(p.FrameError, match="not valid JSON"):
+        p.parse(f"{one}\n{two}")                                     # parse itself takes one frame only
+
+
+@pytest.mark.parametrize("text", ['{"type":"server.error"}', '{"type":"server.error"}\n', "", "   ",
+                                  '{"type":"server.error"}\n{"type": oops}', "not json at all"])
+def test_anything_but_several_json_values_is_no_batch(text):
+    assert p.split_batched(text) is None
