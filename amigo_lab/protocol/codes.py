@@ -139,15 +139,19 @@ def _unknown_meaning(code: int) -> str:
     return "outside the WebSocket close code ranges"
 
 
-def describe_close(code: int | None, reason: str = "") -> str:
-    """One line for a user: the code, its meaning, the reason the peer gave and what to do. Next: show it."""
+def describe_close(code: int | None, reason: str = "", *, what_to_do: str | None = None) -> str:
+    """One line for a user: the code, its meaning, the reason the peer gave and what to do. Next: show it.
+
+    ``what_to_do`` replaces the code's own advice when the caller knows better (e.g. why the socket closed).
+    """
     said = f": {reason}" if reason else ""
     if code is None:
         return (f"connection closed without a code (connection lost){said}. "
-                "What to do: reconnect and continue the conversation.")
+                f"What to do: {what_to_do or 'reconnect and continue the conversation.'}")
     try:
         known = CloseCode(code)
     except ValueError:
-        return (f"closed with {code} ({_unknown_meaning(code)}){said}. What to do: not a code of the protocol; "
-                "the conversation is left open, continue it with a new connection if you want to.")
-    return f"closed with {int(known)} {known.meaning}{said}. What to do: {known.hint}."
+        return (f"closed with {code} ({_unknown_meaning(code)}){said}. What to do: " + (
+            what_to_do or "not a code of the protocol; the conversation is left open, continue it with a new "
+                          "connection if you want to."))
+    return f"closed with {int(known)} {known.meaning}{said}. What to do: {what_to_do or known.hint + '.'}"

@@ -29,10 +29,8 @@ class ConnectionClosedError(SessionError):
         except ValueError:
             known_hint = ""
         self.hint = hint or known_hint
-        message = describe_close(self.code, self.reason)
-        if hint and hint != known_hint:
-            message = f"{message} {hint}"
-        super().__init__(message)
+        own = hint if hint and hint != known_hint else None  # the session knows why: its advice, not the table's
+        super().__init__(describe_close(self.code, self.reason, what_to_do=own))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.code, self.reason, self.hint))

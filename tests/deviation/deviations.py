@@ -95,6 +95,8 @@ DEVIATION_LIST: list[D] = [
     D("close-1012", "service restart (1012) after a turn", scenario=_RECONNECT, close_after_first_turn=1012),
     D("close-1013", "try again later (1013) after a turn", scenario=_RECONNECT, close_after_first_turn=1013),
     D("close-4503", "service unavailable (4503) after a turn", scenario=_RECONNECT, close_after_first_turn=4503),
+    D("close-1000", "a normal close (1000) after a turn, the conversation not completed (an idle limit)",
+      scenario=_RECONNECT, close_after_first_turn=1000, expect_fail=(("say2", "session.reconnect()"),)),
     D("continue-ack-renamed", "continue answered by server.conversation-resumed", scenario=_RECONNECT,
       close_after_first_turn=1001, continue_ack="server.conversation-resumed"),
     D("non-hex-conversation-id", "conversation ids that are not 24 hex", scenario=_RECONNECT,

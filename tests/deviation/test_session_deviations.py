@@ -187,3 +187,26 @@ def test_the_token_reaches_no_log_record_at_debug(name, tmp_path, caplog):
         assert TOKEN not in record.getMessage(), f"the token reached a log record of {record.name}"
     for path in session.log.path.iterdir():
         assert TOKEN.encode() not in path.read_bytes(), f"the token reached {path.name}"
+
+
+@pytest.mark.timeout(60)
+def test_after_a_normal_close_it_did_not_announce_the_conversation_continues_with_reconnect(tmp_path):
+    from deviation.deviations import DEVIATIONS
+
+    with DeviationServer(DEVIATIONS["close-1000"]) as server:
+        session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
+                          timeout=SESSION_TIMEOUT, backoff=FAST)
+        try:
+            assert _outcome(session.say("hello there"))[0] == "ok"
+            status, error = _outcome(session.say("what time is it"))
+            assert status == "failed" and "no conversation_completed" in str(error)
+            assert "nothing to do" not in str(error)  # the code's own advice would be wrong here
+            conversation = session.conversation_id
+            session.reconnect()
+            status, reply = _outcome(session.say("what time is it"))
+            assert status == "ok" and _norm(reply.text) == _norm(reply_text("what time is it"))
+            assert session.conversation_id == conversation
+            session.finish()
+        finally:
+            if session.state not in ("closed", "failed"):
+                session._discard()

@@ -94,3 +94,11 @@ def test_transient_close_codes_reconnect_and_unknown_codes_are_described():
     assert "an application code" in p.describe_close(4001)
     assert "outside the WebSocket close code ranges" in p.describe_close(99)
     assert "connection lost" in p.describe_close(None) and "boom" in p.describe_close(None, "boom")
+
+
+@pytest.mark.parametrize("code", [None, 1000, 4999])
+def test_a_caller_that_knows_why_gives_its_own_advice_in_place_of_the_codes(code):
+    advice = "continue it with session.reconnect()."
+    line = p.describe_close(code, "idle", what_to_do=advice)
+    assert line.endswith(f"What to do: {advice}") and "idle" in line
+    assert "What to do: " + advice not in p.describe_close(code, "idle")
