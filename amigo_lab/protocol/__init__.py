@@ -76,6 +76,7 @@ from amigo_lab.protocol.frames import (
     split_batched,
 )
 from amigo_lab.protocol.wire import (
+    TYPE_SPELLING_NOTE,
     announced_sample_rate,
     init_ack_id,
     is_init_ack,
@@ -91,6 +92,7 @@ __all__ = [
     "REDACTED",
     "SERVER_FRAME_TYPES",
     "TRANSITIONS",
+    "TYPE_SPELLING_NOTE",
     "CloseCode",
     "CloseConnection",
     "ConnectParams",

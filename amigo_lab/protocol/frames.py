@@ -818,10 +818,14 @@ def from_dict(obj: Mapping[str, Any]) -> Frame:
     if not isinstance(frame_type, str) or not frame_type:
         raise FrameError("is missing or not a non-empty string", field="type")
     rest = {k: v for k, v in obj.items() if k != "type"}
+    spelled = frame_type
     frame_type = wire.TYPE_ALIASES.get(frame_type, frame_type)
     cls = FRAME_TYPES.get(frame_type)
     if cls is None:
-        return UnknownFrame(frame_type=frame_type, payload=rest)
+        ours = wire.server_type_spelled_otherwise(frame_type)
+        if ours is None:
+            return UnknownFrame(frame_type=frame_type, payload=rest)
+        frame_type, cls = ours, FRAME_TYPES[ours]
     for theirs, ours in wire.FIELD_ALIASES.get(frame_type, {}).items():
         if theirs in rest and ours not in rest:
             rest[ours] = rest.pop(theirs)
@@ -829,7 +833,10 @@ def from_dict(obj: Mapping[str, Any]) -> Frame:
         if name not in rest:
             raise FrameError("is required", field=name, frame_type=frame_type)
     kwargs = {name: rest.pop(name) for name in _field_names(cls) if name in rest}
-    return cls(**kwargs, extra=rest)
+    frame = cls(**kwargs, extra=rest)
+    if spelled != frame_type and spelled not in wire.TYPE_ALIASES:
+        frame._note("type", f"type: {spelled!r} read as {frame_type!r} ({wire.TYPE_SPELLING_NOTE})")
+    return frame
 
 
 def serialize(frame: Frame) -> str:

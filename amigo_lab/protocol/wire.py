@@ -62,6 +62,38 @@ TYPE_ALIASES: dict[str, str] = {
     "server.vad-mode-changed": VAD_MODE_SWITCHED_TYPE,
 }
 
+_SERVER_TYPES = (CONVERSATION_CREATED_TYPE, CONVERSATION_CONTINUED_TYPE, USER_MESSAGE_AVAILABLE_TYPE,
+                 CURRENT_AGENT_ACTION_TYPE, NEW_MESSAGE_TYPE, INTERACTION_COMPLETE_TYPE, VAD_MODE_SWITCHED_TYPE,
+                 VAD_SPEECH_STARTED_TYPE, VAD_SPEECH_ENDED_TYPE, VAD_SPEECH_RESET_ZERO_TYPE, ERROR_TYPE)
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def _spelling(name: str) -> str:
+    """A type name with case, separators and the ``server`` prefix taken away: ``newmessage``."""
+    key = _NOT_ALNUM.sub("", name.lower())
+    return key.removeprefix("server")
+
+
+_BY_SPELLING: dict[str, str] = {
+    **{_spelling(name): name for name in _SERVER_TYPES},
+    **{_spelling(theirs): ours for theirs, ours in TYPE_ALIASES.items()},
+}
+
+
+#: The words that end the problem noted on a frame whose type came in another spelling.
+TYPE_SPELLING_NOTE = "another spelling of the name"
+
+
+def server_type_spelled_otherwise(name: str) -> str | None:
+    """Our wire name for a server frame type spelled in another convention (``server.new_message``,
+    ``newMessage``, ``SERVER.NEW-MESSAGE``, ``new-message``), or None when it is no server type we know.
+
+    Only server types: a client's frames are held to protocol.md's names (the emulator answers 400).
+    Next: read the frame as that type, and note the spelling.
+    """
+    return _BY_SPELLING.get(_spelling(name))
+
+
 #: Other wire keys a server may use for a field: ``frame type -> {their key: our field}``. Our own key wins
 #: when both are present (the other one then stays in ``extra``).
 FIELD_ALIASES: dict[str, dict[str, str]] = {

@@ -28,6 +28,7 @@ from amigo_lab import _loop
 from amigo_lab import audio as _audio
 from amigo_lab.framelog import FrameLog
 from amigo_lab.protocol import (
+    TYPE_SPELLING_NOTE,
     CloseCode,
     CloseConnection,
     ConnectParams,
@@ -1005,10 +1006,16 @@ class Session:
         frames = self._conv.events_received()
         violations = self._conv.violations_received()
         for frame in frames:
+            reported = len(frame.problems)  # the state machine reports these among the violations below
             self._on_frame(frame, data)
-            for problem in frame.problems:  # what a lenient read could not use, or had to mend (lone surrogates)
+            for problem in frame.problems[reported:]:  # mended while handling it (audio in another base64 form)
                 self._note(problem, getattr(frame, "message_id", None) or None)
         for violation in violations:
+            if TYPE_SPELLING_NOTE in violation.description:
+                # A type name in another spelling recurs on every frame of that type: noted once.
+                if violation.description in self._warned:
+                    continue
+                self._warned.add(violation.description)
             self._note(violation.description, getattr(violation.frame, "message_id", None) or None)
 
     def _on_frame(self, frame: Frame, raw: str) -> None:

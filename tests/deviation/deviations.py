@@ -70,6 +70,10 @@ DEVIATION_LIST: list[D] = [
       expect_fail=(("say1", "400"),)),
     # --- more than the contract says -------------------------------------------------------------------
     D("unknown-frame-types", "frame types this client does not know", unknown_frames=True),
+    D("types-snake-case", "type names in snake case (server.new_message)", type_spelling="snake"),
+    D("types-camel-case", "type names in camel case without the prefix (newMessage)", type_spelling="camel"),
+    D("types-camel-case-vad", "camel-case type names, server VAD on (vadSpeechEnded)", scenario="vad",
+      type_spelling="camel"),
     D("frames-batched", "up to 4 frames in one message, one per line, as a batching gateway sends them",
       batch=4),
     D("frames-batched-vad", "frames batched in one message, server VAD on", scenario="vad", batch=3),

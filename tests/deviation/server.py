@@ -66,6 +66,7 @@ class Deviation:
     binary_audio: bool = False                   # audio as binary WebSocket frames of the open message
     base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded
     batch: int = 1                               # text frames per message, one per line (a batching gateway)
+    type_spelling: str = "kebab"                 # kebab (ours) | snake (server.new_message) | camel (newMessage)
     # --- field shapes ----------------------------------------------------------------------------------
     omit_defaults: frozenset[str] = frozenset()  # stop / sequence_number / conversation_completed
     full_message: bool = True
@@ -250,6 +251,11 @@ class _Connection:
             obj["server_time"] = 1_700_000_000.25
         if d.wire_key_extra:
             obj["extra"] = {"region": "test"}
+        if d.type_spelling == "snake":
+            obj["type"] = obj["type"].replace("-", "_")
+        elif d.type_spelling == "camel":  # server.new-message -> newMessage
+            head, *rest = obj["type"].removeprefix("server.").split("-")
+            obj["type"] = head + "".join(word.title() for word in rest)
         return obj
 
     async def send(self, obj: dict[str, Any] | bytes) -> None:
@@ -261,9 +267,9 @@ class _Connection:
             self.server.frames_sent += 1
             self.server.audio_bytes_sent += len(obj)
             return
-        obj = self._shape(dict(obj))
         if obj.get("type") == "server.new-message" and obj.get("_audio") is not None:
             self.server.audio_bytes_sent += len(obj["_audio"])
+        obj = self._shape(dict(obj))  # after the count: shaping may rename the type
         obj.pop("_audio", None)
         text = json.dumps(obj)  # ensure_ascii: a lone surrogate travels as a \\ud83d escape, as JSON allows
         copies = 2 if obj.get("type") in self.d.duplicate else 1

@@ -210,3 +210,46 @@ def test_after_a_normal_close_it_did_not_announce_the_conversation_continues_wit
         finally:
             if session.state not in ("closed", "failed"):
                 session._discard()
+
+
+@pytest.mark.timeout(60)
+def test_a_type_name_in_another_spelling_is_noted_once_per_name_not_per_frame(tmp_path):
+    from deviation.deviations import DEVIATIONS
+
+    with DeviationServer(DEVIATIONS["types-snake-case"]) as server:
+        session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
+                          timeout=SESSION_TIMEOUT, backoff=FAST)
+        try:
+            _run(session, "basic")
+            session.finish()
+        finally:
+            if session.state not in ("closed", "failed"):
+                session._discard()
+    frames = session.frames
+    notes = frames.loc[frames["type"] == "client.protocol-violation", "error_description"].dropna()
+    spellings = [note for note in notes if "another spelling" in note]
+    received = frames[frames["direction"] == "received"]
+    pieces = int((received["type"] == "server.new-message").sum())
+    assert pieces > 3 and len(spellings) == len(set(spellings)) == received["type"].nunique()
+    assert any("'server.new_message' read as 'server.new-message'" in note for note in spellings)
+
+
+@pytest.mark.timeout(60)
+def test_each_mended_frame_is_noted_once_in_the_log(tmp_path):
+    from deviation.deviations import DEVIATIONS
+
+    from amigo_lab.protocol.frames import LONE_SURROGATE_PROBLEM
+
+    with DeviationServer(DEVIATIONS["lone-surrogate"]) as server:
+        session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
+                          timeout=SESSION_TIMEOUT, backoff=FAST)
+        try:
+            _run(session, "basic")
+            session.finish()
+        finally:
+            if session.state not in ("closed", "failed"):
+                session._discard()
+    frames = session.frames
+    mended = int(frames["wire"].fillna("").str.contains("\\ud83d", regex=False).sum())
+    notes = frames.loc[frames["type"] == "client.protocol-violation", "error_description"].dropna()
+    assert mended > 0 and int(notes.str.contains(LONE_SURROGATE_PROBLEM, regex=False).sum()) == mended

@@ -258,3 +258,22 @@ def test_a_message_of_several_frames_splits_into_each_verbatim():
                                   '{"type":"server.error"}\n{"type": oops}', "not json at all"])
 def test_anything_but_several_json_values_is_no_batch(text):
     assert p.split_batched(text) is None
+
+
+@pytest.mark.parametrize("spelled", ["server.new_message", "newMessage", "NewMessage", "SERVER.NEW-MESSAGE",
+                                     "new-message", "server:new_message"])
+def test_a_server_type_in_another_spelling_is_read_as_ours_and_noted(spelled):
+    frame = p.parse(json.dumps({"type": spelled, "message": AUDIO, "message_id": "m"}))
+    assert isinstance(frame, p.NewMessage) and frame.type == "server.new-message"
+    assert frame.audio_bytes() == b"\x01\x00\x02\x00"
+    assert frame.problems == (f"type: {spelled!r} read as 'server.new-message' (another spelling of the name)",)
+
+
+def test_spelled_aliases_and_unknown_or_client_names_keep_their_rules():
+    resumed = p.parse('{"type":"conversationResumed","conversation_id":"c1"}')
+    assert resumed.type == wire.CONVERSATION_CONTINUED_TYPE and resumed.problems
+    assert p.parse('{"type":"server.conversation-resumed","conversation_id":"c1"}').problems == ()  # an alias
+    assert isinstance(p.parse('{"type":"server.debug_info"}'), p.UnknownFrame)
+    # A client's frame in another spelling is not ours to mend: the emulator answers it with 400.
+    assert isinstance(p.parse('{"type":"client.new_text_message","text":"hi"}'), p.UnknownFrame)
+    assert wire.server_type_spelled_otherwise("newTextMessage") is None
