@@ -236,9 +236,8 @@ def test_a_type_name_in_another_spelling_is_noted_once_per_name_not_per_frame(tm
 
 @pytest.mark.timeout(60)
 def test_each_mended_frame_is_noted_once_in_the_log(tmp_path):
-    from deviation.deviations import DEVIATIONS
-
     from amigo_lab.protocol.frames import LONE_SURROGATE_PROBLEM
+    from deviation.deviations import DEVIATIONS
 
     with DeviationServer(DEVIATIONS["lone-surrogate"]) as server:
         session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
