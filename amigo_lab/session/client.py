@@ -866,12 +866,12 @@ class Session:
             return
         if why is not None or code == CloseCode.NORMAL or completed:
             hint = {
-                "finish": "the conversation is finished; start a new one with session.start().",
-                "close": "the connection was closed by close(); continue with session.reconnect().",
-                "reconnect": "the connection was replaced by reconnect() or resume(); send this turn again.",
-            }.get(why or "", "the conversation ended; start a new one with session.start()." if completed else
+                "finish": "The conversation is finished; start a new one with session.start().",
+                "close": "The connection was closed by close(); continue with session.reconnect().",
+                "reconnect": "The connection was replaced by reconnect() or resume(); send this turn again.",
+            }.get(why or "", "The conversation ended; start a new one with session.start()." if completed else
                   # A normal close the agent did not announce: the conversation may well be open still.
-                  f"the server closed without ending the conversation (no conversation_completed); continue "
+                  f"The server closed without ending the conversation (no conversation_completed); continue "
                   f"{self.conversation_id} with session.reconnect(), or start a new one with session.start().")
             self._closed_error = ConnectionClosedError(code, reason, hint)
             self._tracker.fail_all(self._closed_error)
