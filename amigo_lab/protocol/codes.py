@@ -145,13 +145,15 @@ def describe_close(code: int | None, reason: str = "", *, what_to_do: str | None
     ``what_to_do`` replaces the code's own advice when the caller knows better (e.g. why the socket closed).
     """
     said = f": {reason}" if reason else ""
+    if not said.endswith((".", "?", "!")):
+        said += "."  # the sentence ends here, once
     if code is None:
-        return (f"connection closed without a code (connection lost){said}. "
+        return (f"connection closed without a code (connection lost){said} "
                 f"What to do: {what_to_do or 'reconnect and continue the conversation.'}")
     try:
         known = CloseCode(code)
     except ValueError:
-        return (f"closed with {code} ({_unknown_meaning(code)}){said}. What to do: " + (
+        return (f"closed with {code} ({_unknown_meaning(code)}){said} What to do: " + (
             what_to_do or "not a code of the protocol; the conversation is left open, continue it with a new "
                           "connection if you want to."))
-    return f"closed with {int(known)} {known.meaning}{said}. What to do: {what_to_do or known.hint + '.'}"
+    return f"closed with {int(known)} {known.meaning}{said} What to do: {what_to_do or known.hint + '.'}"

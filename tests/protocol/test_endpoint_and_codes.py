@@ -102,3 +102,9 @@ def test_a_caller_that_knows_why_gives_its_own_advice_in_place_of_the_codes(code
     line = p.describe_close(code, "idle", what_to_do=advice)
     assert line.endswith(f"What to do: {advice}") and "idle" in line
     assert "What to do: " + advice not in p.describe_close(code, "idle")
+
+
+def test_a_reason_that_ends_its_own_sentence_gets_no_second_stop():
+    assert "running? What to do:" in p.describe_close(1006, "is the emulator running?")
+    assert "gone. What to do:" in p.describe_close(1001, "gone.")
+    assert "(connection lost). What to do:" in p.describe_close(None)
