@@ -253,8 +253,9 @@ MIN_MENDED_BASE64 = 64
 
 def decode_audio_base64(text: str) -> tuple[bytes, str | None]:
     """Decode the base64 audio of an agent piece: ``(bytes, None)`` for standard padded base64, else
-    ``(bytes, what was mended)`` for the forms other encoders emit (line breaks every 76 characters, the
-    URL-safe alphabet, no padding). Raises ``binascii.Error`` / ValueError when it is neither.
+    ``(bytes, what was mended)`` for the forms other encoders emit (a ``data:audio/...;base64,`` prefix, line
+    breaks every 76 characters, the URL-safe alphabet, no padding). Raises ``binascii.Error`` / ValueError when
+    it is neither.
 
     Text with spaces, or shorter than :data:`MIN_MENDED_BASE64`, is only read as standard base64, so a text
     piece is not taken for audio. Next: the bytes are wire audio in the session's ``audio_format``.
@@ -265,6 +266,11 @@ def decode_audio_base64(text: str) -> tuple[bytes, str | None]:
         if len(text) < MIN_MENDED_BASE64 or " " in text:
             raise
     mended = []
+    head, comma, body = text.partition(",")
+    if comma and head.startswith("data:") and head.endswith(";base64"):  # as FileReader.readAsDataURL writes it
+        text = body
+        kind = head.removeprefix("data:").removesuffix(";base64")
+        mended.append(f"a data URI prefix ({kind})" if kind else "a data URI prefix")
     compact = _LINE_BREAKS.sub("", text)
     if len(compact) != len(text):
         mended.append("line breaks")

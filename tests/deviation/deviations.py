@@ -62,6 +62,8 @@ DEVIATION_LIST: list[D] = [
       base64_form="lines"),
     D("base64-url-safe", "base64 audio in the URL-safe alphabet", base64_form="url-safe"),
     D("base64-unpadded", "base64 audio without its = padding", base64_form="unpadded"),
+    D("base64-data-uri", "base64 audio as a data URI (data:audio/pcm;base64,...), as FileReader writes it",
+      base64_form="data-uri"),
     # --- errors ----------------------------------------------------------------------------------------
     D("error-code-string", "http_error_code as a string", error_code_as_string=True,
       expect_fail=(("say1", "400"),)),

@@ -64,7 +64,7 @@ class Deviation:
     pcm_odd_pieces: bool = False
     mp3_stream: bool = False                     # one MP3 stream per message, cut into byte pieces
     binary_audio: bool = False                   # audio as binary WebSocket frames of the open message
-    base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded
+    base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded | data-uri
     batch: int = 1                               # text frames per message, one per line (a batching gateway)
     type_spelling: str = "kebab"                 # kebab (ours) | snake (server.new_message) | camel (newMessage)
     # --- field shapes ----------------------------------------------------------------------------------
@@ -118,6 +118,8 @@ def _base64(data: bytes, form: str) -> str:
     """``data`` in base64 as one encoder or another writes it."""
     if form == "lines":
         return base64.encodebytes(data).decode("ascii")  # a line break every 76 characters, and at the end
+    if form == "data-uri":
+        return "data:audio/pcm;base64," + base64.b64encode(data).decode("ascii")
     if form == "url-safe":
         return base64.urlsafe_b64encode(data).decode("ascii")
     text = base64.b64encode(data).decode("ascii")

@@ -221,6 +221,8 @@ PCM = bytes(range(256)) * 4 + b"\x07"  # 1,025 bytes: the standard form needs pa
     (base64.urlsafe_b64encode(PCM).decode(), "the URL-safe alphabet"),
     (base64.b64encode(PCM).decode().rstrip("="), "no padding"),
     (base64.urlsafe_b64encode(PCM).decode().rstrip("="), "the URL-safe alphabet, no padding"),
+    ("data:audio/pcm;base64," + base64.b64encode(PCM).decode(), "a data URI prefix (audio/pcm)"),
+    ("data:;base64," + base64.b64encode(PCM).decode().rstrip("="), "a data URI prefix, no padding"),
 ])
 def test_agent_audio_in_another_encoders_base64_is_decoded_and_noted(text, mended):
     assert p.decode_audio_base64(text) == (PCM, mended)
