@@ -87,12 +87,14 @@ def frame_of_row(row: Mapping[str, Any]) -> Frame | None:
     return _from_columns(direction, kind, row)
 
 
-def feed_row(fold: Fold, row: Mapping[str, Any], *, frame: Frame | None = None) -> bool:
-    """Feed one log row to ``fold``, as the live session fed the same entry; returns False when the row's
-    frame cannot be rebuilt (counted as skipped by a caller; never fatal).
+def feed_row(fold: Fold, row: Mapping[str, Any], *, frame: Frame | None = None, key: str | None = None) -> bool:
+    """Feed one log row to ``fold``: the live session feeds each entry it logs this way, and a replay each row,
+    so both keep the same account. Returns False when the row's frame cannot be rebuilt (counted as skipped
+    by a caller; never fatal).
 
-    ``frame``: the frame itself when the caller has it (a live entry), so nothing is parsed. Rows without a
-    ``t`` or ``type``, and directions other than sent / received / local, are passed over (True). Next:
+    ``frame``: the frame itself when the caller has it (a live entry), so nothing is parsed; ``key``: the user
+    input a sent frame begins (see :meth:`~amigo_lab.protocol.fold.Fold.feed`). Rows without a ``t`` or
+    ``type``, and directions other than sent / received / local, are passed over (True). Next:
     ``fold.events_received()``.
     """
     t: Any = row.get("t")
@@ -118,8 +120,13 @@ def feed_row(fold: Fold, row: Mapping[str, Any], *, frame: Frame | None = None) 
             return False
     if frame is None:
         return True
-    audio_ms = audio_ms_of(row) if kind in _AUDIO_KINDS and _carries_audio(row) else None
-    fold.feed(str(direction), frame, float(t), audio_ms=audio_ms)
+    if kind in _AUDIO_KINDS and _carries_audio(row):
+        audio_ms: float | None = audio_ms_of(row)
+    elif isinstance(frame, NewMessage):
+        audio_ms = 0.0  # an agent piece the log holds no audio for is text, whatever the response format
+    else:
+        audio_ms = None
+    fold.feed(str(direction), frame, float(t), key=key if direction == SENT else None, audio_ms=audio_ms)
     return True
 
 

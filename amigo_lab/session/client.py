@@ -26,7 +26,7 @@ import numpy as np
 
 from amigo_lab import _loop
 from amigo_lab import audio as _audio
-from amigo_lab.framelog import FrameLog
+from amigo_lab.framelog import FrameLog, feed_row
 from amigo_lab.protocol import (
     TYPE_SPELLING_NOTE,
     CloseCode,
@@ -527,18 +527,9 @@ class Session:
         if not self._bg.in_loop_thread():
             self._bg.loop.call_soon_threadsafe(self._fold_entry, entry, frame)
             return
-        direction, t = entry["direction"], entry["t"]
         try:
-            if frame is not None and direction in ("sent", "received"):
-                self._fold.feed(direction, frame, t, key=self._feed_key if direction == "sent" else None,
-                                audio_ms=entry["audio_ms"])
-            elif entry["type"] == "binary" and direction == "received":
-                piece = NewMessage(message="", message_id=entry["message_id"] or "")
-                self._fold.feed("received", piece, t, audio_ms=entry["audio_ms"])
-            elif direction == "local":
-                fields = {k: entry[k] for k in ("close_code", "close_reason", "message_id", "played_ms", "audio_ms")
-                          if entry[k] is not None}
-                self._fold.feed_local(entry["type"], t, **fields)
+            # The rule a replay of the saved log uses too, so the live account and the offline one agree.
+            feed_row(self._fold, entry, frame=frame, key=self._feed_key)
         except Exception:  # the fold never raises on odd input; a bug there must not cost the frame
             logger.exception("the interaction fold failed on entry %s (%s)", entry["seq"], entry["type"])
             return
@@ -1026,7 +1017,7 @@ class Session:
                 audio = frame.audio_bytes()
             except FrameError as exc:
                 self._log.record("received", frame, raw=raw)
-                self._note(f"a voice piece whose message is not base64 audio ({exc}); the piece is kept in the log",
+                self._note(f"a voice piece whose message is not base64 audio ({exc}); it is read as a text piece",
                            frame.message_id or None)
                 return
             rate = announced_sample_rate(frame)

@@ -66,6 +66,7 @@ class Deviation:
     binary_audio: bool = False                   # audio as binary WebSocket frames of the open message
     base64_form: str = "standard"                # standard | lines (76 a line) | url-safe | unpadded | data-uri
     batch: int = 1                               # text frames per message, one per line (a batching gateway)
+    text_in_voice: bool = False                  # voice asked for, text pieces sent (its speech failed)
     type_spelling: str = "kebab"                 # kebab (ours) | snake (server.new_message) | camel (newMessage)
     # --- field shapes ----------------------------------------------------------------------------------
     omit_defaults: frozenset[str] = frozenset()  # stop / sequence_number / conversation_completed
@@ -441,7 +442,7 @@ class _Connection:
     def _message(self, text: str, ms: float) -> _Message:
         d = self.d
         message_id = self.server._next_id()
-        voice = self.voice
+        voice = self.speaks
         n_pieces = max(1, int(round(ms / PIECE_MS)))
         if d.lone_surrogate:
             text = text[:-1] + " \ud83d" + text[-1]
@@ -472,6 +473,11 @@ class _Connection:
         return "response_format=voice" in (self.ws.request.path if self.ws.request else "")
 
     @property
+    def speaks(self) -> bool:
+        """Voice asked for, and the server answers in audio (not: text pieces, as when its speech fails)."""
+        return self.voice and not self.d.text_in_voice
+
+    @property
     def audio_format(self) -> str:
         return "mp3" if "audio_format=mp3" in (self.ws.request.path if self.ws.request else "") else "pcm"
 
@@ -500,7 +506,7 @@ class _Connection:
         for i, piece in enumerate(message.pieces):
             last = i == n - 1
             frame: dict[str, Any] = {"type": "server.new-message"}
-            if self.voice:
+            if self.speaks:
                 frame["message"] = "" if d.binary_audio else _base64(piece, d.base64_form)
                 frame["transcript_alignment"] = self._alignment(message.chars[i], i * piece_ms, piece_ms)
                 if d.announce_rate:
@@ -514,7 +520,7 @@ class _Connection:
             frame["sequence_number"] = d.seq_start + i * d.seq_step
             if d.piece_message_id:
                 frame["message_id"] = message.message_id
-            if self.voice and d.binary_audio:
+            if self.speaks and d.binary_audio:
                 if i == 0:
                     out.append(frame)  # opens the message; its audio follows as binary frames
                 out.append(bytes(piece))
@@ -530,7 +536,7 @@ class _Connection:
         d = self.d
         ms = 480.0 if kind == "greeting" else 640.0
         answer = self._message(text, ms)
-        record = {"kind": kind, "text": answer.text, "audio_ms": answer.audio_ms if self.voice else 0.0,
+        record = {"kind": kind, "text": answer.text, "audio_ms": answer.audio_ms if self.speaks else 0.0,
                   "user_text": user_text}
         self.server.interactions.append(record)
         await self.unknown("before")

@@ -116,3 +116,21 @@ def test_rows_that_say_nothing_are_passed_over_and_unrebuildable_ones_reported()
     assert not feed_row(fold, {"direction": "sent", "type": "client.new-text-message", "t": 1.0,
                                "message_type": "user-message"})  # its text is missing
     assert fold.events_received() == []
+
+
+def test_an_agent_piece_without_audio_in_the_log_is_text_even_in_a_voice_fold():
+    # A voice session whose service sent text pieces (its speech failed): the live fold and any replay read text.
+    fold = Fold(response_format="voice", audio_format="pcm")
+    rows = [
+        {"direction": "local", "type": "connection.opened", "t": 0.0},
+        {"direction": "sent", "type": "client.new-text-message", "t": 0.1,
+         "wire": '{"type":"client.new-text-message","text":"hi","message_type":"user-message"}'},
+        {"direction": "received", "type": "server.new-message", "t": 0.2, "audio_bytes": None,
+         "wire": '{"type":"server.new-message","message":"Sure, one moment.","message_id":"m","stop":true}'},
+        {"direction": "received", "type": "server.interaction-complete", "t": 0.3,
+         "wire": '{"type":"server.interaction-complete","message_id":"m","interaction_id":"i"}'},
+    ]
+    for row in rows:
+        assert feed_row(fold, row, key="turn-1" if row["direction"] == "sent" else None)
+    (record,) = [r for r in fold.interactions() if r.kind == "text"]
+    assert record.reply_text == "Sure, one moment." and record.latencies["latency_first_audio_ms"] is None
