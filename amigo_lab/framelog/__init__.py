@@ -37,8 +37,8 @@ Times: ``t`` is seconds on ``time.monotonic()`` since the log started, ``wall`` 
 
 Write with :class:`FrameLog` (a session does it for you); read with :func:`load_session`, then
 :func:`frames_view` for a readable table, :attr:`RecordedSession.frames` for analysis and
-:meth:`RecordedSession.audio_track` to listen. :func:`feed_row` replays a row into the protocol's fold, by the
-one rule the analysis and the widgets both use.
+:meth:`RecordedSession.audio_track` to listen. :func:`feed_row` feeds a row to the protocol's fold, by the
+one rule the live session, the analysis and the widgets all use.
 """
 
 from amigo_lab.framelog._reader import entries_to_dataframe, read_parquet

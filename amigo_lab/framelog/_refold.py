@@ -1,12 +1,13 @@
 """Log rows back into the protocol's fold: the one rule by which a recorded log is replayed.
 
-The analysis (``analysis.turns`` on a saved log) and the widgets (a panel attached to a running session) both
-replay log rows through :class:`~amigo_lab.protocol.fold.Fold`, the account the live session keeps. They do it
-with :func:`feed_row`, so a row means the same to both:
+The live session feeds its :class:`~amigo_lab.protocol.fold.Fold` each entry as it logs it; the analysis
+(``analysis.turns`` on a saved log) and the widgets (a panel attached to a running session) replay the log's rows
+through a fold of their own. All three do it with :func:`feed_row`, so a row means the same to each:
 
 - a sent audio chunk is one shared chunk frame (the fold reads its time and duration, not its audio), the end
   of the user's audio (``audio: null``) one shared end frame;
-- agent audio in a binary message is a piece of the message it names, as the live session folds it;
+- agent audio in a binary message is a piece of the message it names;
+- an agent piece the log holds no audio for is text, even in a voice session (a service whose speech failed);
 - any other frame is parsed from its verbatim ``wire`` text when the row has it, else rebuilt from the
   columns the log projected from it (a reader may leave the wire text out to save time);
 - a local entry is fed with the fields the fold reads (close code and reason, message id, played ms).
