@@ -1,4 +1,4 @@
-"""Log rows back into the protocol's fold: the one rule by which a recorded log is replayed.
+"""Log entries into the protocol's fold: one rule for the live session and for every replay of a log.
 
 The live session feeds its :class:`~amigo_lab.protocol.fold.Fold` each entry as it logs it; the analysis
 (``analysis.turns`` on a saved log) and the widgets (a panel attached to a running session) replay the log's rows
