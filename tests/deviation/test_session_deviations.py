@@ -7,6 +7,7 @@ holds every frame and every byte of agent audio the server sent, and that the to
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
@@ -189,45 +190,47 @@ def test_the_token_reaches_no_log_record_at_debug(name, tmp_path, caplog):
         assert TOKEN.encode() not in path.read_bytes(), f"the token reached {path.name}"
 
 
-@pytest.mark.timeout(60)
-def test_after_a_normal_close_it_did_not_announce_the_conversation_continues_with_reconnect(tmp_path):
+@contextlib.contextmanager
+def _session_against(name: str, tmp_path):
+    """A session connected to the deviation server playing ``name``; finished (or dropped) on the way out."""
     from deviation.deviations import DEVIATIONS
 
-    with DeviationServer(DEVIATIONS["close-1000"]) as server:
+    with DeviationServer(DEVIATIONS[name]) as server:
         session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
                           timeout=SESSION_TIMEOUT, backoff=FAST)
         try:
-            assert _outcome(session.say("hello there"))[0] == "ok"
-            status, error = _outcome(session.say("what time is it"))
-            assert status == "failed" and "no conversation_completed" in str(error)
-            assert "nothing to do" not in str(error)  # the code's own advice would be wrong here
-            conversation = session.conversation_id
-            session.reconnect()
-            status, reply = _outcome(session.say("what time is it"))
-            assert status == "ok" and _norm(reply.text) == _norm(reply_text("what time is it"))
-            assert session.conversation_id == conversation
+            yield session
             session.finish()
         finally:
             if session.state not in ("closed", "failed"):
                 session._discard()
+
+
+def _notes(frames: pd.DataFrame) -> pd.Series:
+    """The descriptions of the log's client.protocol-violation entries."""
+    return frames.loc[frames["type"] == "client.protocol-violation", "error_description"].dropna()
+
+
+@pytest.mark.timeout(60)
+def test_after_a_normal_close_it_did_not_announce_the_conversation_continues_with_reconnect(tmp_path):
+    with _session_against("close-1000", tmp_path) as session:
+        assert _outcome(session.say("hello there"))[0] == "ok"
+        status, error = _outcome(session.say("what time is it"))
+        assert status == "failed" and "no conversation_completed" in str(error)
+        assert "nothing to do" not in str(error)  # the code's own advice would be wrong here
+        conversation = session.conversation_id
+        session.reconnect()
+        status, reply = _outcome(session.say("what time is it"))
+        assert status == "ok" and _norm(reply.text) == _norm(reply_text("what time is it"))
+        assert session.conversation_id == conversation
 
 
 @pytest.mark.timeout(60)
 def test_a_type_name_in_another_spelling_is_noted_once_per_name_not_per_frame(tmp_path):
-    from deviation.deviations import DEVIATIONS
-
-    with DeviationServer(DEVIATIONS["types-snake-case"]) as server:
-        session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
-                          timeout=SESSION_TIMEOUT, backoff=FAST)
-        try:
-            _run(session, "basic")
-            session.finish()
-        finally:
-            if session.state not in ("closed", "failed"):
-                session._discard()
+    with _session_against("types-snake-case", tmp_path) as session:
+        _run(session, "basic")
     frames = session.frames
-    notes = frames.loc[frames["type"] == "client.protocol-violation", "error_description"].dropna()
-    spellings = [note for note in notes if "another spelling" in note]
+    spellings = [note for note in _notes(frames) if "another spelling" in note]
     received = frames[frames["direction"] == "received"]
     pieces = int((received["type"] == "server.new-message").sum())
     assert pieces > 3 and len(spellings) == len(set(spellings)) == received["type"].nunique()
@@ -237,18 +240,9 @@ def test_a_type_name_in_another_spelling_is_noted_once_per_name_not_per_frame(tm
 @pytest.mark.timeout(60)
 def test_each_mended_frame_is_noted_once_in_the_log(tmp_path):
     from amigo_lab.protocol.frames import LONE_SURROGATE_PROBLEM
-    from deviation.deviations import DEVIATIONS
 
-    with DeviationServer(DEVIATIONS["lone-surrogate"]) as server:
-        session = connect(ORG, TOKEN, host=server.address, service_id=SERVICE_ID, log_dir=tmp_path / "log",
-                          timeout=SESSION_TIMEOUT, backoff=FAST)
-        try:
-            _run(session, "basic")
-            session.finish()
-        finally:
-            if session.state not in ("closed", "failed"):
-                session._discard()
+    with _session_against("lone-surrogate", tmp_path) as session:
+        _run(session, "basic")
     frames = session.frames
     mended = int(frames["wire"].fillna("").str.contains("\\ud83d", regex=False).sum())
-    notes = frames.loc[frames["type"] == "client.protocol-violation", "error_description"].dropna()
-    assert mended > 0 and int(notes.str.contains(LONE_SURROGATE_PROBLEM, regex=False).sum()) == mended
+    assert mended > 0 and int(_notes(frames).str.contains(LONE_SURROGATE_PROBLEM, regex=False).sum()) == mended
