@@ -19,13 +19,15 @@ _FULL_SCALE = 32768.0
 _SCALE = np.float32(1.0 / _FULL_SCALE)  # a power of two: multiplying is exact, the same as dividing
 
 
-def pcm16_to_float(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+def pcm16_to_float(data: bytes | bytearray | memoryview | np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Convert PCM16 samples to float32 in ``[-1, 1)``.
 
     Parameters
     ----------
     data
         Raw little-endian PCM16 bytes (an even number of them), or an int16 array of any shape.
+    out
+        A float32 array of the same length to write the samples into (no new array), e.g. a slice of a track.
 
     Returns
     -------
@@ -40,7 +42,7 @@ def pcm16_to_float(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndar
                 f"pcm16_to_float takes int16 samples, got an array of {data.dtype}; "
                 "float audio is already converted, other integers need scaling to int16 first"
             )
-        return np.multiply(data, _SCALE, dtype=np.float32)
+        return np.multiply(data, _SCALE, dtype=np.float32, out=out)
     try:
         view = memoryview(data)
     except TypeError:
@@ -52,7 +54,7 @@ def pcm16_to_float(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndar
         view = memoryview(view.tobytes())
     samples = np.frombuffer(view.cast("B"), dtype=_PCM16)
     # One pass and one float array: an hour of a side is 230 MB of float32, so no temporary copy of it.
-    return np.multiply(samples, _SCALE, dtype=np.float32)
+    return np.multiply(samples, _SCALE, dtype=np.float32, out=out)
 
 
 def float_to_pcm16(x: np.ndarray) -> bytes:

@@ -21,7 +21,6 @@ from amigo_lab.protocol import decode_audio_base64
 logger = logging.getLogger("amigo_lab.framelog")
 
 _AUDIO_COLUMNS = ["seq", "t", "audio_offset", "audio_bytes", "audio_format", "message_id"]
-_SCALE = np.float32(1.0 / 32768.0)  # PCM16 to float, as audio.pcm16_to_float (a power of two: exact)
 
 
 @dataclass
@@ -150,7 +149,7 @@ def _pcm_track(rows: pd.DataFrame, blob: bytes, base: int) -> np.ndarray | None:
     breaks = np.flatnonzero(np.diff(shift)) + 1
     for first, last in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(shift)]]), strict=True):
         a, b = int(before[first]), int(before[last - 1] + lengths[last - 1])
-        np.multiply(samples[a:b], _SCALE, out=track[a + int(shift[first]): b + int(shift[first])])
+        _audio.pcm16_to_float(samples[a:b], out=track[a + int(shift[first]): b + int(shift[first])])
     return track
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from amigo_lab.framelog import feed_row
+from amigo_lab.framelog._values import missing
 from amigo_lab.protocol import NewAudioMessage, NewMessage
 from amigo_lab.protocol.fold import Fold
 
@@ -27,7 +28,6 @@ __all__ = ["WIRE_TAIL", "follow_fold", "log_entries", "log_records", "replay_fol
 
 _log = logging.getLogger(__name__)
 
-_PLAIN = (str, int, bool)       # values that are never a missing marker (NaN is a float, pandas NA its own)
 
 WIRE_TAIL = 1000
 """Entries at the end of a replayed log that keep their wire text (the inspector expands them without a
@@ -78,18 +78,8 @@ def log_records(frames: Any, *, wire_tail: int = WIRE_TAIL) -> list[dict[str, An
 
 
 def _present(value: Any) -> Any:
-    if value is None or value.__class__ in _PLAIN:
-        return value
-    try:
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        import pandas as pd
-
-        if value is pd.NA:
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
+    """The value, or None when it is missing (NA, None or NaN: the frame log's own rule)."""
+    return None if missing(value) else value
 
 
 def replay_fold(frames: Any, *, response_format: str | None = None, audio_format: str | None = "pcm") -> list[Any]:
